@@ -1,0 +1,344 @@
+// Package storage reads, lists and writes pipeline objects in a bucket, over
+// gocloud.dev/blob: S3, GCS, local files or memory, picked by URL.
+//
+// The package registers no drivers: the program (cmd/nst) and tests
+// blank-import gocloud.dev/blob/s3blob, gcsblob, fileblob or memblob.
+//
+// Every method retries transient failures (see IsTransient) with exponential
+// backoff and full jitter, gives each attempt its own timeout, and returns
+// errors that name the operation and key and wrap the backend's error, with
+// ErrNotFound, ErrExists, ErrTooLarge or ErrCorrupt where they apply.
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+)
+
+// Object describes a stored object. List fills only Key, Size, ModTime and
+// MD5; Attributes and Read fill every field the backend reports.
+type Object struct {
+	Key     string
+	Size    int64
+	ETag    string // as the backend reports it, quotes included; may be empty
+	MD5     []byte // nil when the backend has none (S3 multipart, GCS composite)
+	ModTime time.Time
+	// ContentType and Metadata are as written; backends lower-case
+	// metadata keys.
+	ContentType string
+	Metadata    map[string]string
+}
+
+// Options configures a Bucket. The zero value gives the defaults.
+type Options struct {
+	// Retry is the policy for transient errors.
+	Retry RetryPolicy
+	// OpTimeout bounds one attempt of one call (for Read: the attributes
+	// and the whole download). 0 or less means 2 minutes.
+	OpTimeout time.Duration
+	// PageSize is the number of keys List asks for per page. 0 or less
+	// means 1000.
+	PageSize int
+	// NoMD5Check turns off Read's MD5 check. Set it for S3 buckets with
+	// SSE-KMS or SSE-C encryption, whose ETags (which s3blob reports as the
+	// MD5) are not the MD5 of the content. The length check stays.
+	NoMD5Check bool
+	// Logger receives a warning per retry. nil means discard.
+	Logger *slog.Logger
+}
+
+// WriteOptions sets the attributes of a written object.
+type WriteOptions struct {
+	// ContentType is stored with the object; "" means sniffed from the
+	// first 512 bytes (http.DetectContentType).
+	ContentType string
+	// Metadata is stored with the object. Use lower-case keys: backends
+	// lower-case them anyway.
+	Metadata map[string]string
+}
+
+// Bucket is a pipeline's handle on one bucket. It is safe for concurrent
+// use by multiple goroutines. Close it when done; it closes the
+// *blob.Bucket it was made from.
+type Bucket struct {
+	b          *blob.Bucket
+	retry      RetryPolicy
+	opTimeout  time.Duration
+	pageSize   int
+	noMD5Check bool
+	log        *slog.Logger
+}
+
+// New wraps b, which the returned Bucket owns: Bucket.Close closes it.
+func New(b *blob.Bucket, opts Options) *Bucket {
+	bk := &Bucket{
+		b:          b,
+		retry:      opts.Retry.withDefaults(),
+		opTimeout:  opts.OpTimeout,
+		pageSize:   opts.PageSize,
+		noMD5Check: opts.NoMD5Check,
+		log:        opts.Logger,
+	}
+	if bk.opTimeout <= 0 {
+		bk.opTimeout = 2 * time.Minute
+	}
+	if bk.pageSize <= 0 {
+		bk.pageSize = 1000
+	}
+	if bk.log == nil {
+		bk.log = slog.New(slog.DiscardHandler)
+	}
+	return bk
+}
+
+// Open opens the bucket at bucketURL (s3://, gs://, file://, mem://...)
+// through blob.OpenBucket; the URL's driver must be registered by a blank
+// import. The error's message has the URL's secrets removed (see Redact);
+// it wraps the driver's error. Opening is not retried: drivers dial lazily.
+func Open(ctx context.Context, bucketURL string, opts Options) (*Bucket, error) {
+	b, err := blob.OpenBucket(ctx, bucketURL)
+	if err != nil {
+		safe, secrets := redact(bucketURL)
+		return nil, &openError{
+			msg: fmt.Sprintf("storage: open %s: %s", safe, scrub(err.Error(), append(secrets, bucketURL))),
+			err: err,
+		}
+	}
+	return New(b, opts), nil
+}
+
+// Close closes the underlying *blob.Bucket. Calls in flight may fail.
+func (b *Bucket) Close() error {
+	if err := b.b.Close(); err != nil {
+		return fmt.Errorf("storage: close: %w", err)
+	}
+	return nil
+}
+
+// List calls fn for every object whose key starts with prefix, in the
+// order the backend lists them (lexical by key on S3, GCS, mem and file),
+// one page of Options.PageSize keys at a time; each page is retried on its
+// own. Directory placeholders are skipped. If fn returns an error, List
+// stops and returns it unchanged. fn runs on List's goroutine.
+func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	lopts := &blob.ListOptions{Prefix: prefix}
+	token := blob.FirstPageToken
+	for len(token) > 0 {
+		var (
+			page []*blob.ListObject
+			next []byte
+		)
+		err := b.do(ctx, "list", prefix, func(ctx context.Context, _ int) error {
+			var err error
+			page, next, err = b.b.ListPage(ctx, token, b.pageSize, lopts)
+			return err
+		})
+		if err != nil {
+			return wrap("list", prefix, err)
+		}
+		for _, o := range page {
+			if o.IsDir {
+				continue
+			}
+			if err := fn(Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime, MD5: o.MD5}); err != nil {
+				return err
+			}
+		}
+		token = next
+	}
+	return nil
+}
+
+// Attributes returns the object's attributes, or ErrNotFound.
+func (b *Bucket) Attributes(ctx context.Context, key string) (Object, error) {
+	var obj Object
+	err := b.do(ctx, "attributes", key, func(ctx context.Context, _ int) error {
+		var err error
+		obj, err = b.attributes(ctx, key)
+		return err
+	})
+	return obj, wrap("attributes", key, err)
+}
+
+func (b *Bucket) attributes(ctx context.Context, key string) (Object, error) {
+	a, err := b.b.Attributes(ctx, key)
+	if err != nil {
+		return Object{}, err
+	}
+	return Object{
+		Key:         key,
+		Size:        a.Size,
+		ETag:        a.ETag,
+		MD5:         a.MD5,
+		ModTime:     a.ModTime,
+		ContentType: a.ContentType,
+		Metadata:    a.Metadata,
+	}, nil
+}
+
+// Exists reports whether key exists.
+func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
+	var ok bool
+	err := b.do(ctx, "exists", key, func(ctx context.Context, _ int) error {
+		var err error
+		ok, err = b.b.Exists(ctx, key)
+		return err
+	})
+	return ok, wrap("exists", key, err)
+}
+
+// Read returns the whole object and its attributes. If the object is larger
+// than maxBytes it returns ErrTooLarge without downloading it; maxBytes 0 or
+// less means no limit. The bytes read must number exactly the object's size
+// and, unless Options.NoMD5Check, hash to its MD5 when the backend reports
+// one; otherwise the attempt fails with ErrCorrupt and is retried. Missing
+// objects give ErrNotFound.
+func (b *Bucket) Read(ctx context.Context, key string, maxBytes int64) ([]byte, Object, error) {
+	var (
+		data []byte
+		obj  Object
+	)
+	err := b.do(ctx, "read", key, func(ctx context.Context, _ int) error {
+		var err error
+		data, obj, err = b.read(ctx, key, maxBytes)
+		return err
+	})
+	if err != nil {
+		return nil, Object{}, wrap("read", key, err)
+	}
+	return data, obj, nil
+}
+
+func (b *Bucket) read(ctx context.Context, key string, maxBytes int64) ([]byte, Object, error) {
+	obj, err := b.attributes(ctx, key)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	if maxBytes > 0 && obj.Size > maxBytes {
+		return nil, Object{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, obj.Size, maxBytes)
+	}
+	r, err := b.b.NewReader(ctx, key, nil)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	defer r.Close()
+	if r.Size() != obj.Size {
+		// Replaced between the two calls; the next attempt sees one version.
+		return nil, Object{}, fmt.Errorf("%w: size changed from %d to %d while reading", ErrCorrupt, obj.Size, r.Size())
+	}
+	// Read one byte more than expected, to notice a body that runs long.
+	data, err := io.ReadAll(io.LimitReader(r, obj.Size+1))
+	if err != nil {
+		return nil, Object{}, err
+	}
+	if int64(len(data)) != obj.Size {
+		return nil, Object{}, fmt.Errorf("%w: read %d bytes, want %d", ErrCorrupt, len(data), obj.Size)
+	}
+	if len(obj.MD5) > 0 && !b.noMD5Check {
+		if sum := md5.Sum(data); !bytes.Equal(sum[:], obj.MD5) {
+			return nil, Object{}, fmt.Errorf("%w: MD5 %x, want %x", ErrCorrupt, sum, obj.MD5)
+		}
+	}
+	return data, obj, nil
+}
+
+// WriteOnce stores data under key unless key exists, in which case it
+// returns ErrExists and leaves the object alone. The object exists once
+// WriteOnce returns nil; on any error nothing new is left under key (but see
+// GCS below).
+//
+// The write asks the backend to refuse existing keys (WriterOptions
+// .IfNotExist: S3 If-None-Match, GCS DoesNotExist), which S3, GCS and
+// gofakes3 enforce atomically on the server; fileblob's check is racy. A
+// Exists check goes first so that backends that ignore the condition still
+// refuse in the common case; that check alone is racy.
+//
+// If an attempt fails transiently and a later one finds the key taken by an
+// object with this data's MD5, the earlier attempt landed and WriteOnce
+// returns nil. GCS may commit an object even though the write reported an
+// error (a cancelled upload can land), so treat keys as "maybe written"
+// after an error and keep outputs idempotent.
+func (b *Bucket) WriteOnce(ctx context.Context, key string, data []byte, opts WriteOptions) error {
+	exists, err := b.Exists(ctx, key)
+	if err != nil {
+		return err // already wrapped
+	}
+	if exists {
+		return fmt.Errorf("storage: write %q: %w", key, ErrExists)
+	}
+	sum := md5.Sum(data)
+	failed := false
+	err = b.do(ctx, "write", key, func(ctx context.Context, attempt int) error {
+		err := b.put(ctx, key, data, sum[:], opts, true)
+		if gcerrors.Code(err) != gcerrors.FailedPrecondition {
+			failed = failed || err != nil
+			return err
+		}
+		if failed {
+			// Did our own failed attempt land after all?
+			if a, aerr := b.b.Attributes(ctx, key); aerr == nil && a.Size == int64(len(data)) && bytes.Equal(a.MD5, sum[:]) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: %w", ErrExists, err)
+	})
+	return wrap("write", key, err)
+}
+
+// Write stores data under key, replacing any object there. Use it for
+// objects that are meant to change (checkpoints, run summaries); the old
+// object stays readable until the new one is complete.
+func (b *Bucket) Write(ctx context.Context, key string, data []byte, opts WriteOptions) error {
+	sum := md5.Sum(data)
+	err := b.do(ctx, "write", key, func(ctx context.Context, _ int) error {
+		return b.put(ctx, key, data, sum[:], opts, false)
+	})
+	return wrap("write", key, err)
+}
+
+// put is one write attempt. It cancels the writer's context on any error
+// before Close, which makes the driver abort instead of committing a
+// partial object.
+func (b *Bucket) put(ctx context.Context, key string, data, sum []byte, opts WriteOptions, ifNotExist bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := b.b.NewWriter(ctx, key, &blob.WriterOptions{
+		ContentType: opts.ContentType,
+		Metadata:    opts.Metadata,
+		ContentMD5:  sum,
+		IfNotExist:  ifNotExist,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		cancel()
+		_ = w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// Delete removes key; a missing key gives ErrNotFound. If an attempt fails
+// transiently and the retry finds the key gone, the earlier attempt is
+// taken to have deleted it and Delete returns nil.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	failed := false
+	err := b.do(ctx, "delete", key, func(ctx context.Context, _ int) error {
+		err := b.b.Delete(ctx, key)
+		if failed && gcerrors.Code(err) == gcerrors.NotFound {
+			return nil
+		}
+		failed = failed || err != nil
+		return err
+	})
+	return wrap("delete", key, err)
+}
