@@ -1,0 +1,61 @@
+# nst: `make setup` once per machine (and after a clean clone), then `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+NST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nst
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(NST_CACHE)/bin/staticcheck-$(STATICCHECK_VERSION)
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+
+# Packages that do not reach gotch build without cgo and run under the race detector.
+PURE_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | awk '!/sugarme\/gotch/ {print $$1}')
+TORCH_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | awk '/sugarme\/gotch/ {print $$1}')
+
+.PHONY: setup build test lint check-setup fuzz bench clean
+
+## setup: fetch libtorch 2.1.2, wire gotch to it (go.work), install staticcheck, build bin/nst.
+setup:
+	bash scripts/setup.sh
+	@if [[ ! -x $(STATICCHECK) ]]; then \
+		echo "nst setup: installing staticcheck $(STATICCHECK_VERSION)" >&2; \
+		tmp=$$(mktemp -d); GOBIN=$$tmp GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+		mkdir -p $(NST_CACHE)/bin; mv $$tmp/staticcheck $(STATICCHECK); rm -rf $$tmp; fi
+	$(MAKE) --no-print-directory build
+	bin/nst version
+
+check-setup:
+	@bash scripts/check-setup.sh
+
+## build: the CLI at bin/nst (runs without LD_LIBRARY_PATH: libtorch is on its rpath).
+build: check-setup
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/nst ./cmd/nst
+
+## test: formatting, vet, staticcheck, the race detector on pure-Go packages, the libtorch
+## packages, and short fuzz runs.
+test: check-setup lint
+	$(GO) test -race $(PURE_PKGS)
+	$(GO) test $(TORCH_PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+lint: check-setup
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+		if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+	@if [[ -x $(STATICCHECK) ]]; then $(STATICCHECK) ./...; else echo "staticcheck missing: run 'make setup'" >&2; exit 2; fi
+
+## fuzz: a short run of each fuzz target (their corpora live in testdata/fuzz).
+fuzz: check-setup
+	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r grep -ho '^func Fuzz[A-Za-z0-9_]*' | sort -u | sed 's/^func //'); do \
+		pkg=$$(dirname $$(grep -rl --include='*_test.go' "^func $$target(" . | head -1)); \
+		echo "fuzz $$target in $$pkg ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+## bench: the benchmarks (see docs/BENCHMARKS.md).
+bench: check-setup
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+clean:
+	rm -rf bin go.work go.work.sum

@@ -1,0 +1,147 @@
+package torch
+
+// The few libtorch C calls gotch v0.9.1 does not wrap, or wraps in ways a long-running batch
+// cannot afford. The symbols come from gotch's own C API (libtch/torch_api.h), which is linked
+// into every binary that imports gotch; declaring them here needs no libtorch headers.
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+typedef void *tensor;
+extern char *get_and_reset_last_err();
+extern void at_set_num_threads(int n_threads);
+extern int at_get_num_threads();
+extern void at_manual_seed(int64_t);
+extern void at_copy_(tensor dst, tensor src);
+extern void at_free(tensor);
+extern void atg_requires_grad_(tensor *out, tensor self, int requires_grad);
+
+// nst_requires_grad sets requires_grad in place. gotch's RequiresGrad_ replaces its handle
+// with the new one libtorch returns and never frees the old one, which pins the tensor's
+// storage for the life of the process; here the returned alias is freed at once instead.
+static void nst_requires_grad(tensor t, int on) {
+	tensor out = 0;
+	atg_requires_grad_(&out, t, on);
+	if (out) at_free(out);
+}
+*/
+import "C"
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"unsafe"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// lastErr returns and clears libtorch's last error on this OS thread. Callers hold the thread
+// (runtime.LockOSThread): the slot is thread-local.
+func lastErr() error {
+	p := C.get_and_reset_last_err()
+	if p == nil {
+		return nil
+	}
+	defer C.free(unsafe.Pointer(p))
+	return errors.New(firstLine(C.GoString(p)))
+}
+
+// firstLine keeps libtorch's message and drops the C++ and Go stack traces that follow it
+// (gotch appends a goroutine dump to every error).
+func firstLine(s string) string {
+	s = strings.TrimPrefix(s, "Libtorch API Error: ")
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+// torchErr shortens an error that came out of gotch to its first line.
+func torchErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", op, firstLine(err.Error()))
+}
+
+// setThreads sets libtorch's intra-op thread count for the calling OS thread's work.
+func setThreads(n int) {
+	if n > 0 {
+		C.at_set_num_threads(C.int(n))
+	}
+}
+
+// numThreads reports libtorch's intra-op thread count.
+func numThreads() int { return int(C.at_get_num_threads()) }
+
+// requiresGrad marks t as a leaf whose gradient is wanted, without leaking a handle.
+func requiresGrad(t *ts.Tensor, on bool) error {
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.nst_requires_grad(C.tensor(t.Ctensor()), v)
+	return lastErr()
+}
+
+// copyInto copies src's values into dst in place (shapes must match). Unlike gotch's Copy_,
+// an error is returned rather than ending the process.
+func copyInto(dst, src *ts.Tensor) error {
+	C.at_copy_(C.tensor(dst.Ctensor()), C.tensor(src.Ctensor()))
+	return lastErr()
+}
+
+// Version reports the version of the libtorch this process loaded, found from the shared
+// library's location: the wheel layout keeps torch/version.py (and nst's setup writes
+// torch/build-version) beside torch/lib; an official libtorch archive has build-version at its
+// root. "unknown" if neither is found.
+func Version() string {
+	lib := loadedLibrary("libtorch_cpu.so")
+	if lib == "" {
+		return "unknown"
+	}
+	root := filepath.Dir(filepath.Dir(lib))
+	if b, err := os.ReadFile(filepath.Join(root, "build-version")); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "version.py")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "__version__ = "); ok {
+				return strings.Trim(strings.TrimSpace(v), `'"`)
+			}
+		}
+	}
+	return "unknown"
+}
+
+// loadedLibrary returns the path of a shared library mapped into this process.
+func loadedLibrary(name string) string {
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 6 && filepath.Base(fields[5]) == name {
+			return fields[5]
+		}
+	}
+	return ""
+}
+
+// Devices describes the compute devices libtorch can use here, e.g. "cpu (2 threads)" or
+// "cpu (16 threads), cuda x2".
+func Devices() string {
+	s := fmt.Sprintf("cpu (%d threads)", numThreads())
+	if gotch.CUDA.IsAvailable() {
+		s += fmt.Sprintf(", cuda x%d", gotch.CUDA.DeviceCount())
+	}
+	return s
+}
