@@ -65,10 +65,10 @@ func (r *Result) Final() Step {
 
 // Info describes an engine, for provenance.
 type Info struct {
-	Engine   string `json:"engine"`            // "torch" or "fake"
+	Engine   string `json:"engine"`             // "torch" or "fake"
 	Libtorch string `json:"libtorch,omitempty"` // version of the loaded libtorch
-	Device   string `json:"device"`            // "cpu", "cuda:0"
-	Weights  string `json:"weights,omitempty"` // sha256 of the VGG19 weights, or "random:<seed>"
+	Device   string `json:"device"`             // "cpu", "cuda:0"
+	Weights  string `json:"weights,omitempty"`  // sha256 of the VGG19 weights, or "random:<seed>"
 }
 
 // Optimizer is a style-transfer engine. Implementations must be safe for concurrent Stylize
