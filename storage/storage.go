@@ -123,13 +123,18 @@ func (b *Bucket) Close() error {
 	return nil
 }
 
-// List calls fn for every object whose key starts with prefix, in the
-// order the backend lists them (lexical by key on S3, GCS, mem and file),
-// one page of Options.PageSize keys at a time; each page is retried on its
-// own. Directory placeholders are skipped. If fn returns an error, List
+// List calls fn for every object whose key starts with prefix, once per
+// key, one page of Options.PageSize keys at a time; each page is retried on
+// its own. Directory placeholders are skipped. If fn returns an error, List
 // stops and returns it unchanged. fn runs on List's goroutine.
+//
+// Keys come in the backend's order: lexical (by bytes) on S3, GCS and mem.
+// fileblob walks directories, so "a/x" comes before "a-b", and its pages can
+// overlap; List drops the repeats, remembering every key it has passed to fn
+// (memory grows with the listing).
 func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	lopts := &blob.ListOptions{Prefix: prefix}
+	seen := make(map[string]struct{})
 	token := blob.FirstPageToken
 	for len(token) > 0 {
 		var (
@@ -148,6 +153,10 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error)
 			if o.IsDir {
 				continue
 			}
+			if _, dup := seen[o.Key]; dup {
+				continue
+			}
+			seen[o.Key] = struct{}{}
 			if err := fn(Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime, MD5: o.MD5}); err != nil {
 				return err
 			}
