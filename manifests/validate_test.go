@@ -181,7 +181,7 @@ func TestValidationProblems(t *testing.T) {
 		// Presets.
 		{"preset weight", plus("  presets:\n    - {name: default, contentWeight: 1, styleWeight: 1e6}\n    - name: bold\n      styleWeight: -3\n"),
 			[]string{`line 18: spec.presets[1].styleWeight: -3 must be >= 0`}},
-		{"preset names", plus("  presets:\n    - {styleWeight: 1}\n    - {name: Bold}\n    - {name: .x}\n    - {name: a}\n    - {name: a}\n    - {name: "+strings.Repeat("b", 64)+"}\n"),
+		{"preset names", plus("  presets:\n    - {styleWeight: 1}\n    - {name: Bold}\n    - {name: .x}\n    - {name: a}\n    - {name: a}\n    - {name: " + strings.Repeat("b", 64) + "}\n"),
 			[]string{
 				`line 16: spec.presets[0].name: is required`,
 				`line 17: spec.presets[1].name: "Bold" must be 1..63 lower-case letters, digits, '.', '_' and '-', starting with a letter or digit`,
