@@ -81,6 +81,9 @@ func redact(rawURL string) (string, []string) {
 		}
 		u.RawQuery = strings.Join(parts, "&")
 	}
+	if len(secrets) == 0 {
+		return rawURL, nil // as given: u.String() would turn "mem://" into "mem:"
+	}
 	return u.String(), secrets
 }
 
