@@ -1,0 +1,688 @@
+// Package torch is nst's libtorch style-transfer engine (through gotch): the only package that
+// uses cgo. It implements transfer.Optimizer with the Gatys et al. algorithm as the seed article
+// computes it — frozen VGG19 features, content loss at conv4_2, Gram-matrix style loss over
+// conv1_1..conv5_1, the image optimised directly — plus L-BFGS, total variation, several styles,
+// colour preservation, multi-scale pyramids and checkpoint/resume.
+//
+// All gotch work of one Stylize call runs on a goroutine locked to its OS thread: libtorch's
+// last error and grad mode are thread-local. Every tensor is freed explicitly (libtorch memory is
+// invisible to Go's GC), and only error-returning gotch calls are used (its Must* functions call
+// log.Fatal).
+package torch
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/imaging"
+)
+
+// Options configure an Engine. The zero value is not enough: give Weights or RandomWeights.
+type Options struct {
+	// Weights is the path of torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth, zip or legacy
+	// format). Only the feature convs are read.
+	Weights string
+	// WeightsSHA256, if set, must match the file's sha256.
+	WeightsSHA256 string
+	// RandomWeights builds VGG19 with seeded random weights instead (demos and tests: the result
+	// shows no real style). RandomSeed seeds them.
+	RandomWeights bool
+	RandomSeed    int64
+	// Device is "cpu", "cuda", "cuda:N" or "auto" (cuda if available); "" means auto.
+	Device string
+	// Threads is libtorch's intra-op thread count for each Stylize call; 0 leaves libtorch's
+	// default (one per core). With several concurrent calls, give each cores/calls.
+	Threads int
+	// StyleCache is how many prepared style targets to keep (0: 32).
+	StyleCache int
+	// Logger receives engine events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Engine is the libtorch transfer.Optimizer. It is safe for concurrent use: the weights are
+// read-only and each Stylize call works on its own OS thread.
+type Engine struct {
+	m       *vgg
+	dev     gotch.Device
+	threads int
+	info    transfer.Info
+	log     *slog.Logger
+	styles  *styleCache
+}
+
+var _ transfer.Optimizer = (*Engine)(nil)
+
+// New loads the weights onto the device.
+func New(opts Options) (*Engine, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	dev, err := ParseDevice(opts.Device)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{dev: dev, threads: opts.Threads, log: log, styles: newStyleCache(opts.StyleCache)}
+	e.info = transfer.Info{Engine: "torch", Libtorch: Version(), Device: deviceName(dev)}
+	switch {
+	case opts.RandomWeights && opts.Weights != "":
+		return nil, errors.New("give VGG19 weights or random weights, not both")
+	case opts.RandomWeights:
+		log.Warn("using RANDOM VGG19 weights: results show no real style; pass real weights for real use",
+			"seed", opts.RandomSeed)
+		e.m, err = randomVGG(opts.RandomSeed, len(vggIndex)-3, dev) // up to conv5_1
+		e.info.Weights = "random:" + strconv.FormatInt(opts.RandomSeed, 10)
+	default:
+		var digest string
+		e.m, digest, err = loadVGG(opts.Weights, opts.WeightsSHA256, dev)
+		e.info.Weights = digest
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("VGG19 ready", "layers", len(e.m.convs), "device", e.info.Device, "libtorch", e.info.Libtorch)
+	return e, nil
+}
+
+// Info describes the engine for provenance.
+func (e *Engine) Info() transfer.Info { return e.info }
+
+// Close frees the weights. The Engine must not be used afterwards.
+func (e *Engine) Close() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	e.m.drop()
+	return nil
+}
+
+// ParseDevice turns "cpu", "cuda", "cuda:N" or "auto"/"" into a device, failing if CUDA is asked
+// for and unavailable.
+func ParseDevice(s string) (gotch.Device, error) {
+	switch {
+	case s == "" || s == "auto":
+		if gotch.CUDA.IsAvailable() {
+			return gotch.CudaBuilder(0), nil
+		}
+		return gotch.CPU, nil
+	case s == "cpu":
+		return gotch.CPU, nil
+	case s == "cuda" || strings.HasPrefix(s, "cuda:"):
+		if !gotch.CUDA.IsAvailable() {
+			return gotch.CPU, fmt.Errorf("device %s: CUDA is not available (this build or machine has no GPU support; see the README's GPU section)", s)
+		}
+		n := 0
+		if rest, ok := strings.CutPrefix(s, "cuda:"); ok {
+			v, err := strconv.Atoi(rest)
+			if err != nil || v < 0 || int64(v) >= gotch.CUDA.DeviceCount() {
+				return gotch.CPU, fmt.Errorf("device %s: no such GPU (%d available)", s, gotch.CUDA.DeviceCount())
+			}
+			n = v
+		}
+		return gotch.CudaBuilder(uint(n)), nil
+	default:
+		return gotch.CPU, fmt.Errorf("device %q: want cpu, cuda, cuda:N or auto", s)
+	}
+}
+
+func deviceName(d gotch.Device) string {
+	if d.IsCuda() {
+		return fmt.Sprintf("cuda:%d", d.Value)
+	}
+	return "cpu"
+}
+
+// minSide is the smallest image side VGG19 can take down to the given layer: each max pool
+// halves (rounding down) the side, and a layer after k pools needs at least one pixel left.
+func minSide(layer int) int {
+	pools := 0
+	for p := 0; p < layer; p++ {
+		if vggPooled[vggIndex[p]] {
+			pools++
+		}
+	}
+	return 1 << pools
+}
+
+// styleCache keeps prepared style targets (Gram matrices, on the host) by key, least recently
+// used first out. Host copies make entries safe to share between concurrent runs on any device.
+type styleCache struct {
+	mu    sync.Mutex
+	max   int
+	order *list.List // of string keys, front = most recent
+	items map[string]*styleEntry
+}
+
+type styleEntry struct {
+	elem  *list.Element
+	grams map[string]hostGram
+}
+
+// hostGram is one layer's Gram matrix and the d*h*w it is normalised by.
+type hostGram struct {
+	d    int64
+	data []float32
+}
+
+func newStyleCache(max int) *styleCache {
+	if max <= 0 {
+		max = 32
+	}
+	return &styleCache{max: max, order: list.New(), items: map[string]*styleEntry{}}
+}
+
+func (c *styleCache) get(key string) (map[string]hostGram, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.order.MoveToFront(e.elem)
+	return e.grams, true
+}
+
+func (c *styleCache) put(key string, grams map[string]hostGram) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[key]; ok {
+		e.grams = grams
+		c.order.MoveToFront(e.elem)
+		return
+	}
+	c.items[key] = &styleEntry{elem: c.order.PushFront(key), grams: grams}
+	for c.order.Len() > c.max {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.items, last.Value.(string))
+	}
+}
+
+// Stylize runs one stylisation. See transfer.Optimizer.
+func (e *Engine) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
+	if err := req.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", transfer.ErrBadInput, err)
+	}
+	if req.Content == nil || len(req.Styles) == 0 {
+		return nil, fmt.Errorf("%w: a content image and at least one style image are needed", transfer.ErrBadInput)
+	}
+	if len(req.StyleKeys) != 0 && len(req.StyleKeys) != len(req.Styles) {
+		return nil, fmt.Errorf("%w: %d style keys for %d styles", transfer.ErrBadInput, len(req.StyleKeys), len(req.Styles))
+	}
+	blend, err := req.Params.BlendWeights(len(req.Styles))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", transfer.ErrBadInput, err)
+	}
+	if req.Resume != nil && req.Resume.ParamsDigest != req.Params.Digest() {
+		return nil, fmt.Errorf("%w: it was made with other parameters", transfer.ErrCheckpointMismatch)
+	}
+
+	// One OS thread for the whole run: libtorch's error slot and grad mode are per thread.
+	type outcome struct {
+		res *transfer.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer func() {
+			if r := recover(); r != nil {
+				done <- outcome{nil, fmt.Errorf("engine panic: %v", r)}
+			}
+		}()
+		setThreads(e.threads)
+		r := &run{e: e, req: req, blend: blend, start: time.Now()}
+		res, err := r.stylize(ctx)
+		done <- outcome{res, err}
+	}()
+	out := <-done
+	return out.res, out.err
+}
+
+// run is the state of one Stylize call.
+type run struct {
+	e     *Engine
+	req   transfer.Request
+	blend []float64
+	start time.Time
+	log   []transfer.Step
+	// elapsedBefore is the time a resumed checkpoint had already spent.
+	elapsedBefore float64
+}
+
+// scalePlan is one level of the pyramid: the content and styles at that level's size.
+type scalePlan struct {
+	content *image.NRGBA
+	styles  []*image.NRGBA
+}
+
+func asNRGBA(img image.Image) *image.NRGBA {
+	if n, ok := img.(*image.NRGBA); ok {
+		return n
+	}
+	return imaging.ToNRGBA(img)
+}
+
+// plan scales the inputs for each level of the pyramid: level i of n has longest side
+// size/2^(n-1-i) (the content's own size, capped at Params.Size, for the last level). With
+// colour preservation the optimisation sees luminance images (Gatys et al. 2016).
+func (r *run) plan() ([]scalePlan, error) {
+	p := r.req.Params
+	content := asNRGBA(r.req.Content)
+	styles := make([]*image.NRGBA, len(r.req.Styles))
+	for i, s := range r.req.Styles {
+		styles[i] = asNRGBA(s)
+	}
+	if p.PreserveColors {
+		for i := range styles {
+			styles[i] = imaging.MatchLuminance(styles[i], content)
+		}
+		content = imaging.Luminance(content)
+	}
+	full := imaging.Fit(content, p.Size)
+	fw, fh := full.Rect.Dx(), full.Rect.Dy()
+	n := max(p.Scales, 1)
+	need := minSide(r.deepest())
+	plans := make([]scalePlan, n)
+	for i := range plans {
+		c := full
+		if k := n - 1 - i; k > 0 {
+			c = imaging.Fit(full, max(fw, fh)>>k)
+		}
+		cw, ch := c.Rect.Dx(), c.Rect.Dy()
+		if cw < need || ch < need {
+			return nil, fmt.Errorf("%w: the content is %dx%d px at scale %d of %d; %s needs at least %d px per side",
+				transfer.ErrBadInput, cw, ch, i+1, n, transfer.LayerNames()[r.deepest()], need)
+		}
+		plans[i].content = c
+		for _, s := range styles {
+			var sc *image.NRGBA
+			if p.StyleScale == 0 || p.StyleScale == 1 {
+				sc = imaging.Resize(s, cw, ch) // the seed: style resized to the content's shape
+			} else {
+				// StyleScale times the content's longest side, keeping the style's aspect ratio.
+				ratio := p.StyleScale * float64(max(cw, ch)) / float64(max(s.Rect.Dx(), s.Rect.Dy()))
+				sc = imaging.Resize(s, int(math.Round(float64(s.Rect.Dx())*ratio)), int(math.Round(float64(s.Rect.Dy())*ratio)))
+			}
+			if sc.Rect.Dx() < need || sc.Rect.Dy() < need {
+				return nil, fmt.Errorf("%w: a style is %dx%d px at scale %d; %s needs at least %d px per side",
+					transfer.ErrBadInput, sc.Rect.Dx(), sc.Rect.Dy(), i+1, transfer.LayerNames()[r.deepest()], need)
+			}
+			plans[i].styles = append(plans[i].styles, sc)
+		}
+	}
+	return plans, nil
+}
+
+// deepest is the position of the deepest layer the losses use.
+func (r *run) deepest() int {
+	names := []string{r.req.Params.ContentLayer}
+	for _, l := range r.req.Params.StyleLayers {
+		names = append(names, l.Layer)
+	}
+	return depth(names)
+}
+
+func (r *run) stylize(ctx context.Context) (*transfer.Result, error) {
+	p := r.req.Params
+	if d := r.deepest(); d >= len(r.e.m.convs) {
+		return nil, fmt.Errorf("%w: layer %s is deeper than the weights, which end at %s",
+			transfer.ErrBadInput, transfer.LayerNames()[d], r.e.m.convs[len(r.e.m.convs)-1].name)
+	}
+	plans, err := r.plan()
+	if err != nil {
+		return nil, err
+	}
+	first := 0
+	var x *tensorImage // the optimised image carried from scale to scale
+	if ck := r.req.Resume; ck != nil {
+		if ck.Scale >= len(plans) {
+			return nil, fmt.Errorf("%w: it is at scale %d of %d", transfer.ErrCheckpointMismatch, ck.Scale+1, len(plans))
+		}
+		c := plans[ck.Scale].content
+		if ck.Width != c.Rect.Dx() || ck.Height != c.Rect.Dy() {
+			return nil, fmt.Errorf("%w: it holds a %dx%d image, this run needs %dx%d at scale %d",
+				transfer.ErrCheckpointMismatch, ck.Width, ck.Height, c.Rect.Dx(), c.Rect.Dy(), ck.Scale+1)
+		}
+		first = ck.Scale
+		r.log = append(r.log, ck.Log...)
+		if len(ck.Log) > 0 {
+			r.elapsedBefore = ck.Log[len(ck.Log)-1].ElapsedS
+		}
+	}
+	var out *image.NRGBA
+	for i := first; i < len(plans); i++ {
+		var resume *transfer.Checkpoint
+		if i == first {
+			resume = r.req.Resume
+		}
+		x, out, err = r.optimiseScale(ctx, i, len(plans), plans[i], x, resume)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if p.PreserveColors {
+		out = imaging.CombineLuminance(out, imaging.Fit(asNRGBA(r.req.Content), p.Size))
+	}
+	return &transfer.Result{Image: out, Log: r.log, Duration: time.Since(r.start)}, nil
+}
+
+// tensorImage is an optimised image on the host between scales: 3 x h x w normalised values.
+type tensorImage struct {
+	w, h int
+	data []float32
+}
+
+// elapsed is the run's time so far, counting what a resumed checkpoint had spent.
+func (r *run) elapsed() float64 { return r.elapsedBefore + time.Since(r.start).Seconds() }
+
+var errNonFinite = transfer.ErrNonFinite
+
+// initial is the first scale's starting image (normalised values, 3 x h x w).
+func (r *run) initial(plan scalePlan) []float32 {
+	w, h := plan.content.Rect.Dx(), plan.content.Rect.Dy()
+	switch r.req.Params.Init {
+	case transfer.InitStyle:
+		return normalise(imaging.Resize(plan.styles[0], w, h))
+	case transfer.InitNoise:
+		// Uniform random pixels, from a generator seeded by Params.Seed: the same on every
+		// device and run.
+		rng := rand.New(rand.NewPCG(uint64(r.req.Params.Seed), 0x6e6f697365)) // "noise"
+		img := image.NewNRGBA(image.Rect(0, 0, w, h))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(rng.IntN(256))
+		}
+		return normalise(img)
+	default:
+		return normalise(plan.content)
+	}
+}
+
+// optimiseScale runs the optimiser for one level of the pyramid, starting from the previous
+// level's result (upsampled), from ck, or from Params.Init. It returns the result both as
+// normalised values (for the next level) and as an image.
+func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePlan, prev *tensorImage, ck *transfer.Checkpoint) (*tensorImage, *image.NRGBA, error) {
+	p := r.req.Params
+	dev := r.e.dev
+	w, h := plan.content.Rect.Dx(), plan.content.Rect.Dy()
+	var s scope
+	defer s.drop()
+	pr := r.newProblem(&s, plan)
+	if !s.ok() {
+		return nil, nil, s.err
+	}
+
+	// x is the image being optimised: a leaf tensor whose values the optimiser overwrites.
+	var x *ts.Tensor
+	switch {
+	case ck != nil:
+		x = s.fromFloat32(ck.Image, dev, 1, 3, int64(h), int64(w))
+	case prev != nil:
+		x = upsample(&s, s.fromFloat32(prev.data, dev, 1, 3, int64(prev.h), int64(prev.w)), w, h)
+	default:
+		x = s.fromFloat32(r.initial(plan), dev, 1, 3, int64(h), int64(w))
+	}
+	if !s.ok() {
+		return nil, nil, s.err
+	}
+	if err := requiresGrad(x, true); err != nil {
+		return nil, nil, torchErr("requires_grad", err)
+	}
+
+	done := 0
+	var ad *adam
+	var lb *lbfgs
+	if p.Optimizer == transfer.LBFGS {
+		lb = newLBFGS(p.LR, p.History, p.Tolerance)
+		defer lb.drop()
+	} else {
+		ad = newAdam(p.LR)
+		defer ad.drop()
+	}
+	if ck != nil {
+		var err error
+		if done, err = r.restore(&s, ck, ad, w, h); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	var cur point // L-BFGS: the objective at x
+	defer func() {
+		if cur.g != nil {
+			_ = cur.g.Drop()
+		}
+	}()
+	evalAt := func(xt *ts.Tensor) (point, error) {
+		var ss scope
+		defer ss.drop()
+		parts, g := pr.eval(&ss, xt, true)
+		if !ss.ok() {
+			return point{}, ss.err
+		}
+		return point{f: parts[0].total, parts: parts[0], g: ss.take(g)}, nil
+	}
+
+	for k := done; k < p.Steps; k++ {
+		if err := ctx.Err(); err != nil {
+			r.saveCheckpoint(x, ad, level, k)
+			return nil, nil, fmt.Errorf("stopped after step %d: %w", len(r.log), err)
+		}
+		var parts lossParts
+		converged := false
+		if ad != nil {
+			var ss scope
+			pts, g := pr.eval(&ss, x, true)
+			if !ss.ok() {
+				ss.drop()
+				return nil, nil, ss.err
+			}
+			parts = pts[0]
+			if parts.finite() {
+				if err := ad.step(x, g); err != nil {
+					ss.drop()
+					return nil, nil, err
+				}
+			}
+			ss.drop()
+		} else {
+			if cur.g == nil {
+				var err error
+				if cur, err = evalAt(x); err != nil {
+					return nil, nil, err
+				}
+			}
+			parts = cur.parts
+			if parts.finite() {
+				next, err := lb.step(cur, r.lineEval(pr, x, evalAt), r.lineMove(x))
+				switch {
+				case errors.Is(err, errConverged):
+					converged = true
+				case err != nil:
+					return nil, nil, err
+				default:
+					cur = next
+					converged = lb.converged
+				}
+			}
+		}
+		if !parts.finite() {
+			return nil, nil, fmt.Errorf("%w at step %d (content %g, style %g, tv %g, total %g): lower the learning rate or the loss weights",
+				transfer.ErrNonFinite, len(r.log)+1, parts.content, parts.style, parts.tv, parts.total)
+		}
+		if err := r.record(parts, level, levels); err != nil {
+			return nil, nil, err
+		}
+		n := len(r.log)
+		if r.req.SaveEvery > 0 && r.req.OnImage != nil && n%r.req.SaveEvery == 0 {
+			img, err := r.snapshot(x, w, h)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := r.req.OnImage(n, img); err != nil {
+				return nil, nil, fmt.Errorf("save image at step %d: %w", n, err)
+			}
+		}
+		if r.req.CheckpointEvery > 0 && r.req.OnCheckpoint != nil && n%r.req.CheckpointEvery == 0 && k+1 < p.Steps {
+			if err := r.saveCheckpoint(x, ad, level, k+1); err != nil {
+				return nil, nil, err
+			}
+		}
+		if converged {
+			break
+		}
+	}
+	data := s.float32s(x)
+	if !s.ok() {
+		return nil, nil, s.err
+	}
+	return &tensorImage{w: w, h: h, data: data}, denormalise(data, w, h), nil
+}
+
+// lineEval evaluates the objective at x + t*d (x itself is left unchanged) for L-BFGS.
+func (r *run) lineEval(pr *problem, x *ts.Tensor, evalAt func(*ts.Tensor) (point, error)) objective {
+	return func(t float64, d *ts.Tensor) (point, error) {
+		var ss scope
+		defer ss.drop()
+		xt := ss.addT(ss.detach(x), ss.scale(d, t))
+		if !ss.ok() {
+			return point{}, ss.err
+		}
+		if err := requiresGrad(xt, true); err != nil {
+			return point{}, torchErr("requires_grad", err)
+		}
+		return evalAt(xt)
+	}
+}
+
+// lineMove sets x = x + t*d in place.
+func (r *run) lineMove(x *ts.Tensor) func(t float64, d *ts.Tensor) error {
+	return func(t float64, d *ts.Tensor) error {
+		var ss scope
+		defer ss.drop()
+		xd := ss.detach(x)
+		next := ss.addT(xd, ss.scale(d, t))
+		if !ss.ok() {
+			return ss.err
+		}
+		return copyInto(xd, next)
+	}
+}
+
+// record appends a step to the log and reports it.
+func (r *run) record(parts lossParts, level, levels int) error {
+	st := transfer.Step{
+		Step:        len(r.log) + 1,
+		ContentLoss: parts.content,
+		StyleLoss:   parts.style,
+		TVLoss:      parts.tv,
+		TotalLoss:   parts.total,
+		ElapsedS:    r.elapsed(),
+	}
+	if levels > 1 {
+		st.Scale = level + 1
+	}
+	r.log = append(r.log, st)
+	if r.req.OnStep != nil {
+		if err := r.req.OnStep(st); err != nil {
+			return fmt.Errorf("step %d: %w", st.Step, err)
+		}
+	}
+	return nil
+}
+
+// snapshot is the current image as a picture (colours restored if preserving them).
+func (r *run) snapshot(x *ts.Tensor, w, h int) (*image.NRGBA, error) {
+	var ss scope
+	defer ss.drop()
+	data := ss.float32s(x)
+	if !ss.ok() {
+		return nil, ss.err
+	}
+	img := denormalise(data, w, h)
+	if r.req.Params.PreserveColors {
+		img = imaging.CombineLuminance(img, asNRGBA(r.req.Content))
+	}
+	return img, nil
+}
+
+// saveCheckpoint hands the current state to OnCheckpoint, if set. stepInScale is the number of
+// steps this scale has done. L-BFGS's history is not saved: a resumed L-BFGS run rebuilds it.
+func (r *run) saveCheckpoint(x *ts.Tensor, ad *adam, level, stepInScale int) error {
+	if r.req.OnCheckpoint == nil {
+		return nil
+	}
+	var ss scope
+	defer ss.drop()
+	size, err := x.Size()
+	if err != nil {
+		return torchErr("size", err)
+	}
+	ck := &transfer.Checkpoint{
+		ParamsDigest: r.req.Params.Digest(),
+		Scale:        level,
+		Step:         len(r.log),
+		Width:        int(size[3]),
+		Height:       int(size[2]),
+		Image:        ss.float32s(x),
+		Optimizer:    r.req.Params.Optimizer,
+		State:        map[string][]float32{"scale_step": {float32(stepInScale)}},
+		Log:          append([]transfer.Step(nil), r.log...),
+	}
+	if ad != nil && ad.m != nil {
+		ck.State["adam_t"] = []float32{float32(ad.t)}
+		ck.State["adam_m"] = ss.float32s(ad.m)
+		ck.State["adam_v"] = ss.float32s(ad.v)
+	}
+	if !ss.ok() {
+		return ss.err
+	}
+	if err := r.req.OnCheckpoint(ck); err != nil {
+		return fmt.Errorf("checkpoint at step %d: %w", ck.Step, err)
+	}
+	return nil
+}
+
+// restore loads a checkpoint's optimiser state and returns the steps its scale had done.
+func (r *run) restore(s *scope, ck *transfer.Checkpoint, ad *adam, w, h int) (int, error) {
+	st := ck.State["scale_step"]
+	if len(st) != 1 || st[0] < 0 || int(st[0]) > r.req.Params.Steps {
+		return 0, fmt.Errorf("%w: no valid step count in it", transfer.ErrCheckpointMismatch)
+	}
+	if ck.Optimizer != r.req.Params.Optimizer {
+		return 0, fmt.Errorf("%w: it was made by %s, this run uses %s", transfer.ErrCheckpointMismatch, ck.Optimizer, r.req.Params.Optimizer)
+	}
+	if ad != nil {
+		if t := ck.State["adam_t"]; len(t) == 1 {
+			m, v := ck.State["adam_m"], ck.State["adam_v"]
+			if len(m) != 3*w*h || len(v) != 3*w*h {
+				return 0, fmt.Errorf("%w: its Adam state has the wrong size", transfer.ErrCheckpointMismatch)
+			}
+			ad.t = int(t[0])
+			ad.m = s.take(s.fromFloat32(m, r.e.dev, 1, 3, int64(h), int64(w)))
+			ad.v = s.take(s.fromFloat32(v, r.e.dev, 1, 3, int64(h), int64(w)))
+			if !s.ok() {
+				return 0, s.err
+			}
+		}
+	}
+	return int(st[0]), nil
+}

@@ -1,0 +1,120 @@
+package torch
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/imaging"
+)
+
+// Fixtures made by reference/make_fixtures.py; goldens by reference/seed_loop.py (the seed's
+// PyTorch loop on the same libtorch). See reference/README.md to regenerate them.
+const refDir = "../../reference/testdata"
+
+func loadPNG(t testing.TB, name string) *image.NRGBA {
+	t.Helper()
+	f, err := os.Open(filepath.Join(refDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := imaging.Decode(f, imaging.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+type goldenStep struct {
+	Step        int     `json:"step"`
+	ContentLoss float64 `json:"content_loss"`
+	StyleLoss   float64 `json:"style_loss"`
+	TotalLoss   float64 `json:"total_loss"`
+}
+
+func loadGolden(t testing.TB, name string) []goldenStep {
+	t.Helper()
+	f, err := os.Open(filepath.Join(refDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []goldenStep
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var g goldenStep
+		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func narrowEngine(t testing.TB, file string) *Engine {
+	t.Helper()
+	e, err := New(Options{Weights: filepath.Join(refDir, file), Device: "cpu", Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func relErr(got, want float64) float64 {
+	if want == 0 {
+		return math.Abs(got)
+	}
+	return math.Abs(got-want) / math.Abs(want)
+}
+
+// TestParityWithSeed runs the seed's defaults (Adam lr 0.003, alpha 1, beta 1e6, content init,
+// conv4_2 / conv1_1..conv5_1 with weights 1, .8, .5, .3, .1) for 100 steps on the reference
+// fixtures and compares every step's losses with the PyTorch goldens: total within 1e-3
+// relative on steps 1-10 and 1e-2 at step 100.
+func TestParityWithSeed(t *testing.T) {
+	golden := loadGolden(t, "golden-adam.jsonl")
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	p := transfer.DefaultParams()
+	p.Size = 64
+	p.Steps = len(golden)
+	res, err := e.Stylize(context.Background(), transfer.Request{
+		Content: loadPNG(t, "content.png"), Styles: []image.Image{loadPNG(t, "style.png")}, Params: p,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Log) != len(golden) {
+		t.Fatalf("%d steps logged, want %d", len(res.Log), len(golden))
+	}
+	for i, g := range golden {
+		got := res.Log[i]
+		tol := 1e-2
+		if g.Step <= 10 {
+			tol = 1e-3
+		}
+		if got.Step != g.Step {
+			t.Fatalf("step %d logged as %d", g.Step, got.Step)
+		}
+		if r := relErr(got.TotalLoss, g.TotalLoss); r > tol {
+			t.Errorf("step %d: total %.9g, seed %.9g (rel err %.2g > %g)", g.Step, got.TotalLoss, g.TotalLoss, r, tol)
+		}
+		if r := relErr(got.StyleLoss, g.StyleLoss); r > tol {
+			t.Errorf("step %d: style %.9g, seed %.9g (rel err %.2g)", g.Step, got.StyleLoss, g.StyleLoss, r)
+		}
+		if g.Step > 1 {
+			if r := relErr(got.ContentLoss, g.ContentLoss); r > 10*tol {
+				t.Errorf("step %d: content %.9g, seed %.9g (rel err %.2g)", g.Step, got.ContentLoss, g.ContentLoss, r)
+			}
+		}
+	}
+	t.Logf("step 1 total %.9g (seed %.9g); step %d total %.9g (seed %.9g)",
+		res.Log[0].TotalLoss, golden[0].TotalLoss, len(golden), res.Final().TotalLoss, golden[len(golden)-1].TotalLoss)
+}
