@@ -149,7 +149,17 @@ func (d *decoder) resolve(n *yaml.Node, path string) *yaml.Node {
 	return n
 }
 
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+// target returns the node an alias points to (n itself if it is not an alias).
+func target(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
 
 // keyValue is one entry of a mapping, after merge keys ("<<") are expanded.
 type keyValue struct{ key, value *yaml.Node }
@@ -282,6 +292,11 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 	for i, e := range n.Content {
 		p := index(path, i)
 		d.ps.lines[p] = e.Line
+		if isNull(target(e)) {
+			// yaml.v3 would drop the item silently; it is more likely a mistake.
+			d.ps.decodeErr(e.Line, p, "want %s, found null", kindName(v.Type().Elem()))
+			continue
+		}
 		d.decode(e, s.Index(i), p)
 	}
 	v.Set(s)
@@ -344,7 +359,7 @@ func (d *decoder) styleLayers(n *yaml.Node, path string) StyleLayers {
 		p := child(path, kv.key.Value)
 		d.ps.lines[p] = kv.key.Line
 		lw := LayerWeight{Layer: kv.key.Value, Line: kv.key.Line}
-		if w := d.resolve(kv.value, p); w != nil && isNull(w) {
+		if isNull(target(kv.value)) {
 			d.ps.decodeErr(kv.key.Line, p, "want a number, found null")
 		} else {
 			d.decode(kv.value, reflect.ValueOf(&lw.Weight).Elem(), p)

@@ -288,3 +288,11 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("error %v, want the alias budget to stop decoding", err)
 	}
 }
+
+func TestNullListItems(t *testing.T) {
+	// yaml.v3 drops null items from lists of values; a manifest treats them as mistakes.
+	wantProblems(t, plus("  presets:\n    -\n    - {name: a}\n"),
+		[]string{"line 16: spec.presets[0]: want a mapping, found null"})
+	wantProblems(t, with(t, "      url: mem://in/styles/\n", "      url: mem://in/styles/\n      include: ['*.jpg', ~]\n"),
+		[]string{"line 13: spec.inputs.styles.include[1]: want a string, found null"})
+}
