@@ -105,10 +105,14 @@ type Checkpoint struct {
 
 const checkpointVersion = 1
 
+// checkpointData is Checkpoint without its methods: gob would otherwise call MarshalBinary
+// again for the *Checkpoint it is given, recursing until the stack overflows.
+type checkpointData Checkpoint
+
 // MarshalBinary encodes c (gob).
 func (c *Checkpoint) MarshalBinary() ([]byte, error) {
 	var b bytes.Buffer
-	cc := *c
+	cc := checkpointData(*c)
 	cc.Version = checkpointVersion
 	if err := gob.NewEncoder(&b).Encode(&cc); err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
@@ -118,7 +122,7 @@ func (c *Checkpoint) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes what MarshalBinary wrote and checks it is whole.
 func (c *Checkpoint) UnmarshalBinary(data []byte) error {
-	var cc Checkpoint
+	var cc checkpointData
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&cc); err != nil {
 		return fmt.Errorf("decode checkpoint: %w", err)
 	}
@@ -131,6 +135,6 @@ func (c *Checkpoint) UnmarshalBinary(data []byte) error {
 	if cc.Step != len(cc.Log) {
 		return fmt.Errorf("decode checkpoint: step %d but %d logged steps", cc.Step, len(cc.Log))
 	}
-	*c = cc
+	*c = Checkpoint(cc)
 	return nil
 }
