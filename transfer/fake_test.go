@@ -310,7 +310,6 @@ func TestFakeCallbacks(t *testing.T) {
 	}
 }
 
-
 func TestFakeCancel(t *testing.T) {
 	t.Run("checkpoint once on cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
