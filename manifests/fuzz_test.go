@@ -16,7 +16,7 @@ import (
 func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		lines := bytes.Count(data, []byte("\n")) + 2
+		lines := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) + 2 // YAML breaks lines at \r too
 		checkProblems := func(err error) {
 			if err == nil {
 				return
