@@ -1,0 +1,829 @@
+package torch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/nst-project/nst/transfer"
+)
+
+// summary is golden-features.json's description of one tensor.
+type summary struct {
+	Shape  []int64   `json:"shape"`
+	Sum    float64   `json:"sum"`
+	SumSq  float64   `json:"sum_sq"`
+	First5 []float64 `json:"first5"`
+}
+
+func sumOf(v []float64) (s, sq float64) {
+	for _, x := range v {
+		s += x
+		sq += x * x
+	}
+	return
+}
+
+// TestLoadBothFormatsAndForward loads the zip and the legacy checkpoint, checks they hold the
+// same weights, and checks the post-ReLU features of the content image and the Gram matrices
+// of the style image layer by layer against PyTorch's.
+func TestLoadBothFormatsAndForward(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var golden struct {
+		ContentInput    summary            `json:"content_input"`
+		ContentFeatures map[string]summary `json:"content_features"`
+		StyleGramSum    map[string]float64 `json:"style_gram_sum"`
+	}
+	b, err := os.ReadFile(filepath.Join(refDir, "golden-features.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &golden); err != nil {
+		t.Fatal(err)
+	}
+	zipM, zipSHA, err := loadVGG(filepath.Join(refDir, "vgg19-narrow.pth"), "", gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zipM.drop()
+	legM, _, err := loadVGG(filepath.Join(refDir, "vgg19-narrow-legacy.pth"), "", gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer legM.drop()
+	if len(zipM.convs) != 16 || len(legM.convs) != 16 {
+		t.Fatalf("loaded %d and %d convs, want 16", len(zipM.convs), len(legM.convs))
+	}
+	var s scope
+	defer s.drop()
+	for i := range zipM.convs {
+		a, b := s.values(zipM.convs[i].w), s.values(legM.convs[i].w)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("%s: zip and legacy weights differ", zipM.convs[i].name)
+		}
+	}
+	if want, _ := fileSHA256(filepath.Join(refDir, "vgg19-narrow.pth")); zipSHA != want {
+		t.Errorf("digest %s, want %s", zipSHA, want)
+	}
+
+	content := normalise(loadPNG(t, "content.png"))
+	in := make([]float64, len(content))
+	for i, v := range content {
+		in[i] = float64(v)
+	}
+	gs, gsq := sumOf(in)
+	if math.Abs(gs-golden.ContentInput.Sum) > 1e-6*math.Abs(golden.ContentInput.Sum) || math.Abs(gsq-golden.ContentInput.SumSq) > 1e-6*golden.ContentInput.SumSq {
+		t.Errorf("normalised content: sum %v sum_sq %v, torchvision %v %v", gs, gsq, golden.ContentInput.Sum, golden.ContentInput.SumSq)
+	}
+	for i, v := range golden.ContentInput.First5 {
+		if float32(v) != content[i] {
+			t.Errorf("normalised content[%d] = %v, torchvision %v", i, content[i], v)
+		}
+	}
+
+	x := s.fromFloat32(content, gotch.CPU, 1, 3, 64, 64)
+	want := map[string]bool{}
+	for name := range golden.ContentFeatures {
+		want[name] = true
+	}
+	feats := zipM.forward(&s, x, want)
+	if !s.ok() {
+		t.Fatal(s.err)
+	}
+	for name, g := range golden.ContentFeatures {
+		size, _ := feats[name].Size()
+		if fmt.Sprint(size) != fmt.Sprint(g.Shape) {
+			t.Errorf("%s: shape %v, want %v", name, size, g.Shape)
+		}
+		v := s.values(feats[name])
+		sum, sq := sumOf(v)
+		if math.Abs(sum-g.Sum) > 1e-4*math.Abs(g.Sum) || math.Abs(sq-g.SumSq) > 1e-4*g.SumSq {
+			t.Errorf("%s: sum %v sum_sq %v, PyTorch %v %v", name, sum, sq, g.Sum, g.SumSq)
+		}
+		for _, f := range v {
+			if f < 0 {
+				t.Fatalf("%s has negative values: features must be post-ReLU as in the seed", name)
+			}
+		}
+	}
+
+	style := s.fromFloat32(normalise(loadPNG(t, "style.png")), gotch.CPU, 1, 3, 64, 64)
+	sf := zipM.forward(&s, style, map[string]bool{"conv1_1": true, "conv2_1": true, "conv3_1": true, "conv4_1": true, "conv5_1": true})
+	for name, want := range golden.StyleGramSum {
+		got, _ := sumOf(s.values(gram(&s, sf[name])))
+		if math.Abs(got-want) > 1e-4*math.Abs(want) {
+			t.Errorf("gram %s: sum %v, PyTorch %v", name, got, want)
+		}
+	}
+	if !s.ok() {
+		t.Fatal(s.err)
+	}
+}
+
+// TestGramAndLosses checks the Gram matrix and each loss term on hand-computed cases.
+func TestGramAndLosses(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var s scope
+	defer s.drop()
+	// F is (1, 2, 1, 3): rows [1 2 3] and [4 5 6]; F·Fᵀ = [[14 32] [32 77]].
+	f := s.fromFloat32([]float32{1, 2, 3, 4, 5, 6}, gotch.CPU, 1, 2, 1, 3)
+	if got := s.values(gram(&s, f)); fmt.Sprint(got) != "[14 32 32 77]" {
+		t.Errorf("gram = %v, want [14 32 32 77]", got)
+	}
+	// TV of a 1x1x2x2 image [[0 1] [3 5]]: vertical diffs 3, 4 (mean sq 12.5), horizontal 1, 2
+	// (mean sq 2.5): 15.
+	x := s.fromFloat32([]float32{0, 1, 3, 5}, gotch.CPU, 1, 1, 2, 2)
+	if got := s.values(tvLoss(&s, x)); len(got) != 1 || got[0] != 15 {
+		t.Errorf("tv = %v, want [15]", got)
+	}
+	if !s.ok() {
+		t.Fatal(s.err)
+	}
+}
+
+// TestLossesMatchFormula computes content, style and total loss of a random image through the
+// narrow VGG and compares them with the same formula evaluated on the host in float64.
+func TestLossesMatchFormula(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m, _, err := loadVGG(filepath.Join(refDir, "vgg19-narrow.pth"), "", gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.drop()
+	var s scope
+	defer s.drop()
+	p := transfer.DefaultParams()
+	p.TVWeight = 3
+	p.StyleLayers = []transfer.LayerWeight{{Layer: "conv1_1", Weight: 1}, {Layer: "conv3_1", Weight: 0.5}}
+	content := normalise(loadPNG(t, "content.png"))
+	style := normalise(loadPNG(t, "style.png"))
+	noise := make([]float32, len(content))
+	for i := range noise {
+		noise[i] = float32(math.Sin(float64(i)))
+	}
+	plan := scalePlan{content: loadPNG(t, "content.png"), styles: []*image.NRGBA{loadPNG(t, "style.png")}}
+	r := &run{e: &Engine{m: m, dev: gotch.CPU, styles: newStyleCache(0)}, req: transfer.Request{Params: p}, blend: []float64{1}}
+	pr := r.newProblem(&s, plan)
+	x := s.fromFloat32(noise, gotch.CPU, 1, 3, 64, 64)
+	parts, _ := pr.eval(&s, x, false)
+	if !s.ok() {
+		t.Fatal(s.err)
+	}
+
+	feat := func(img []float32, layers ...string) map[string][]float64 {
+		want := map[string]bool{}
+		for _, l := range layers {
+			want[l] = true
+		}
+		fs := m.forward(&s, s.fromFloat32(img, gotch.CPU, 1, 3, 64, 64), want)
+		out := map[string][]float64{}
+		for _, l := range layers {
+			out[l] = s.values(fs[l])
+		}
+		return out
+	}
+	shape := func(l string) (d, hw int) {
+		fs := m.forward(&s, x, map[string]bool{l: true})
+		size, _ := fs[l].Size()
+		return int(size[1]), int(size[2] * size[3])
+	}
+	hostGram := func(v []float64, d, hw int) []float64 {
+		g := make([]float64, d*d)
+		for i := 0; i < d; i++ {
+			for j := 0; j < d; j++ {
+				for k := 0; k < hw; k++ {
+					g[i*d+j] += v[i*hw+k] * v[j*hw+k]
+				}
+			}
+		}
+		return g
+	}
+	fx := feat(noise, "conv4_2", "conv1_1", "conv3_1")
+	fc := feat(content, "conv4_2")
+	fsty := feat(style, "conv1_1", "conv3_1")
+	var wantContent float64
+	for i := range fx["conv4_2"] {
+		d := fx["conv4_2"][i] - fc["conv4_2"][i]
+		wantContent += d * d
+	}
+	wantContent /= float64(len(fx["conv4_2"]))
+	var wantStyle float64
+	for _, l := range p.StyleLayers {
+		d, hw := shape(l.Layer)
+		gx, gs := hostGram(fx[l.Layer], d, hw), hostGram(fsty[l.Layer], d, hw)
+		var mse float64
+		for i := range gx {
+			mse += (gx[i] - gs[i]) * (gx[i] - gs[i])
+		}
+		wantStyle += l.Weight * mse / float64(d*d) / float64(d*hw)
+	}
+	var wantTV float64
+	{
+		var v, h float64
+		for c := 0; c < 3; c++ {
+			for y := 0; y < 64; y++ {
+				for xx := 0; xx < 64; xx++ {
+					at := func(y, x int) float64 { return float64(noise[(c*64+y)*64+x]) }
+					if y > 0 {
+						v += math.Pow(at(y, xx)-at(y-1, xx), 2)
+					}
+					if xx > 0 {
+						h += math.Pow(at(y, xx)-at(y, xx-1), 2)
+					}
+				}
+			}
+		}
+		wantTV = v/float64(3*63*64) + h/float64(3*64*63)
+	}
+	got := parts[0]
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"content", got.content, wantContent},
+		{"style", got.style, wantStyle},
+		{"tv", got.tv, wantTV},
+		{"total", got.total, wantContent + 1e6*wantStyle + 3*wantTV},
+	} {
+		if relErr(c.got, c.want) > 1e-4 {
+			t.Errorf("%s loss = %.8g, formula gives %.8g", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestLBFGSRosenbrock minimises the Rosenbrock function, written with tensor ops and
+// differentiated by libtorch, from (-1.5, 2): the minimum is (1, 1).
+func TestLBFGSRosenbrock(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var s scope
+	defer s.drop()
+	x := s.fromFloat32([]float32{-1.5, 2}, gotch.CPU, 2)
+	x = s.add(x.Totype(gotch.Double, true))
+	s.take(x)
+	s.add(x, nil)
+	if err := requiresGrad(x, true); err != nil {
+		t.Fatal(err)
+	}
+	f := func(xt *ts.Tensor) (point, error) {
+		var ss scope
+		defer ss.drop()
+		a := ss.narrow(xt, 0, 0, 1)
+		b := ss.narrow(xt, 0, 1, 1)
+		one := ss.scale(ss.plus(ss.scale(a, -1), 1), 1)
+		term1 := ss.square(one)
+		term2 := ss.scale(ss.square(ss.sub(b, ss.square(a))), 100)
+		loss := ss.sum(ss.addT(term1, term2))
+		if !ss.ok() {
+			return point{}, ss.err
+		}
+		v := ss.values(loss)
+		g, err := ts.RunBackward([]*ts.Tensor{loss}, []*ts.Tensor{xt}, false, false)
+		if err != nil {
+			return point{}, err
+		}
+		return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
+	}
+	r := &run{}
+	eval := r.lineEval(nil, x, f)
+	o := newLBFGS(1, 10, 1e-12)
+	defer o.drop()
+	cur, err := f(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iters := 0
+	for ; iters < 100 && !o.converged; iters++ {
+		next, err := o.step(cur, eval, r.lineMove(x))
+		if errors.Is(err, errConverged) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	defer cur.g.Drop()
+	got := s.values(x)
+	if math.Abs(got[0]-1) > 1e-4 || math.Abs(got[1]-1) > 1e-4 {
+		t.Fatalf("L-BFGS ended at %v after %d iterations (f = %g), want (1, 1)", got, iters, cur.f)
+	}
+	if iters > 60 {
+		t.Errorf("L-BFGS took %d iterations; strong-Wolfe L-BFGS needs about 30-40 on Rosenbrock", iters)
+	}
+	t.Logf("Rosenbrock: %d iterations, f = %.3g", iters, cur.f)
+}
+
+func TestCubicInterpolate(t *testing.T) {
+	// f(x) = (x-2)^2: from (0, 4, -4) and (3, 1, 2) the cubic's minimiser is the quadratic's, 2.
+	if got := cubicInterpolate(0, 4, -4, 3, 1, 2, nil); math.Abs(got-2) > 1e-12 {
+		t.Errorf("minimiser %v, want 2", got)
+	}
+	// Bounds clamp it.
+	if got := cubicInterpolate(0, 4, -4, 3, 1, 2, &[2]float64{2.5, 3}); got != 2.5 {
+		t.Errorf("clamped minimiser %v, want 2.5", got)
+	}
+}
+
+func solid(w, h int, c color.NRGBA) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := 0; i < len(img.Pix); i += 4 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = c.R, c.G, c.B, c.A
+	}
+	return img
+}
+
+func stylize(t *testing.T, e *Engine, req transfer.Request) (*transfer.Result, error) {
+	t.Helper()
+	if req.Content == nil {
+		req.Content = loadPNG(t, "content.png")
+	}
+	if req.Styles == nil {
+		req.Styles = []image.Image{loadPNG(t, "style.png")}
+	}
+	return e.Stylize(context.Background(), req)
+}
+
+func smallParams(steps int) transfer.Params {
+	p := transfer.DefaultParams()
+	p.Size = 64
+	p.Steps = steps
+	return p
+}
+
+func TestOptimisersReduceLoss(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
+		t.Run(opt, func(t *testing.T) {
+			p := smallParams(15)
+			p.Optimizer = opt
+			if opt == transfer.LBFGS {
+				p.LR = 1
+			}
+			res, err := stylize(t, e, transfer.Request{Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, last := res.Log[0].TotalLoss, res.Final().TotalLoss
+			if !(last < first*0.95) {
+				t.Errorf("%s: loss %g -> %g, want a clear decrease", opt, first, last)
+			}
+			if res.Image.Rect.Dx() != 64 || res.Image.Rect.Dy() != 64 {
+				t.Errorf("image %v, want 64x64", res.Image.Rect)
+			}
+			t.Logf("%s: %d steps, total %.4g -> %.4g", opt, len(res.Log), first, last)
+		})
+	}
+}
+
+// TestLBFGSReachesAdamLossFaster: the Gatys paper's optimiser reaches the loss of 100 Adam
+// steps in far fewer iterations.
+func TestLBFGSReachesAdamLossFaster(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	adam, err := stylize(t, e, transfer.Request{Params: smallParams(100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := adam.Final().TotalLoss
+	p := smallParams(30)
+	p.Optimizer, p.LR = transfer.LBFGS, 1
+	lb, err := stylize(t, e, transfer.Request{Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached := -1
+	for _, st := range lb.Log {
+		if st.TotalLoss <= target {
+			reached = st.Step
+			break
+		}
+	}
+	if reached < 0 {
+		t.Fatalf("L-BFGS never reached Adam's 100-step loss %g in 30 iterations (ended at %g)", target, lb.Final().TotalLoss)
+	}
+	t.Logf("Adam 100 steps: %.4g in %v; L-BFGS reached it at iteration %d (%.2fs)", target, adam.Duration, reached, lb.Log[reached-1].ElapsedS)
+}
+
+func TestInitModesAndSeed(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	run := func(init string, seed int64) *transfer.Result {
+		p := smallParams(2)
+		p.Init, p.Seed = init, seed
+		res, err := stylize(t, e, transfer.Request{Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if c := run(transfer.InitContent, 0); c.Log[0].ContentLoss != 0 {
+		t.Errorf("content init: first content loss %g, want 0", c.Log[0].ContentLoss)
+	}
+	n1, n2, n3 := run(transfer.InitNoise, 1), run(transfer.InitNoise, 1), run(transfer.InitNoise, 2)
+	if n1.Log[0].TotalLoss != n2.Log[0].TotalLoss {
+		t.Errorf("same seed, different noise: %v vs %v", n1.Log[0].TotalLoss, n2.Log[0].TotalLoss)
+	}
+	if n1.Log[0].TotalLoss == n3.Log[0].TotalLoss {
+		t.Errorf("seeds 1 and 2 gave the same start")
+	}
+	if s := run(transfer.InitStyle, 0); s.Log[0].StyleLoss >= run(transfer.InitContent, 0).Log[0].StyleLoss {
+		t.Errorf("style init should start with a lower style loss than content init")
+	}
+}
+
+func TestMultiScale(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	p := smallParams(3)
+	p.Scales = 2
+	p.StyleLayers = []transfer.LayerWeight{{Layer: "conv1_1", Weight: 1}, {Layer: "conv2_1", Weight: 1}}
+	p.ContentLayer = "conv2_2"
+	res, err := stylize(t, e, transfer.Request{Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Log) != 6 {
+		t.Fatalf("%d steps logged, want 3 per scale", len(res.Log))
+	}
+	for i, st := range res.Log {
+		if want := i/3 + 1; st.Scale != want || st.Step != i+1 {
+			t.Errorf("log[%d] = step %d scale %d, want step %d scale %d", i, st.Step, st.Scale, i+1, want)
+		}
+	}
+	if res.Image.Rect.Dx() != 64 {
+		t.Errorf("final image %v, want the full 64 px", res.Image.Rect)
+	}
+	// Too many scales for VGG's pooling: the coarsest level would be 4 px, conv5_1 needs 16.
+	p = smallParams(1)
+	p.Scales = 5
+	if _, err := stylize(t, e, transfer.Request{Params: p}); !errors.Is(err, transfer.ErrBadInput) || !strings.Contains(err.Error(), "needs at least 16 px") {
+		t.Errorf("5 scales at 64 px: err = %v, want ErrBadInput naming the minimum", err)
+	}
+}
+
+func TestSeveralStylesBlend(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	style := loadPNG(t, "style.png")
+	flat := solid(64, 64, color.NRGBA{200, 30, 30, 255})
+	one, err := stylize(t, e, transfer.Request{Styles: []image.Image{style}, Params: smallParams(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := smallParams(1)
+	p.StyleBlend = []float64{1, 0}
+	two, err := stylize(t, e, transfer.Request{Styles: []image.Image{style, flat}, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relErr(two.Log[0].StyleLoss, one.Log[0].StyleLoss) > 1e-6 {
+		t.Errorf("blend [1, 0]: style loss %g, want the single style's %g", two.Log[0].StyleLoss, one.Log[0].StyleLoss)
+	}
+	p.StyleBlend = []float64{1, 1}
+	half, err := stylize(t, e, transfer.Request{Styles: []image.Image{style, flat}, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.StyleBlend = []float64{0, 1}
+	other, err := stylize(t, e, transfer.Request{Styles: []image.Image{style, flat}, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (one.Log[0].StyleLoss + other.Log[0].StyleLoss) / 2; relErr(half.Log[0].StyleLoss, want) > 1e-5 {
+		t.Errorf("blend [1, 1]: style loss %g, want the mean %g", half.Log[0].StyleLoss, want)
+	}
+}
+
+func TestPreserveColors(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	p := smallParams(10)
+	p.PreserveColors = true
+	content := loadPNG(t, "content.png")
+	res, err := stylize(t, e, transfer.Request{Content: content, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The result carries the content's chroma: I and Q of YIQ stay close to the content's.
+	var diff float64
+	for i := 0; i < len(content.Pix); i += 4 {
+		iq := func(p []uint8) (float64, float64) {
+			r, g, b := float64(p[0]), float64(p[1]), float64(p[2])
+			return 0.596*r - 0.274*g - 0.322*b, 0.211*r - 0.523*g + 0.312*b
+		}
+		ci, cq := iq(content.Pix[i:])
+		ri, rq := iq(res.Image.Pix[i:])
+		diff += math.Abs(ci-ri) + math.Abs(cq-rq)
+	}
+	if mean := diff / float64(len(content.Pix)/4); mean > 3 {
+		t.Errorf("mean chroma change %.2f levels, want < 3 with preserved colours", mean)
+	}
+	// ...while the luminance was stylised.
+	lum := func(img *image.NRGBA) []float64 {
+		l := make([]float64, 0, len(img.Pix)/4)
+		for i := 0; i < len(img.Pix); i += 4 {
+			l = append(l, 0.299*float64(img.Pix[i])+0.587*float64(img.Pix[i+1])+0.114*float64(img.Pix[i+2]))
+		}
+		return l
+	}
+	var ldiff float64
+	for i, v := range lum(content) {
+		ldiff += math.Abs(v - lum(res.Image)[i])
+	}
+	if ldiff == 0 {
+		t.Errorf("the luminance did not change: nothing was stylised")
+	}
+}
+
+// TestCheckpointResume interrupts a run, resumes it from the checkpoint it left, and gets the
+// same losses and image as an uninterrupted run.
+func TestCheckpointResume(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
+		t.Run(opt, func(t *testing.T) {
+			p := smallParams(8)
+			p.Optimizer = opt
+			if opt == transfer.LBFGS {
+				p.LR = 1
+			}
+			full, err := stylize(t, e, transfer.Request{Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var ck *transfer.Checkpoint
+			_, err = e.Stylize(ctx, transfer.Request{
+				Content: loadPNG(t, "content.png"), Styles: []image.Image{loadPNG(t, "style.png")}, Params: p,
+				OnStep: func(s transfer.Step) error {
+					if s.Step == 5 {
+						cancel()
+					}
+					return nil
+				},
+				OnCheckpoint: func(c *transfer.Checkpoint) error { ck = c; return nil },
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted run: err = %v, want context.Canceled", err)
+			}
+			if ck == nil || ck.Step != 5 {
+				t.Fatalf("checkpoint %+v, want one at step 5", ck)
+			}
+			// Through bytes, as the pipeline stores it.
+			b, err := ck.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back transfer.Checkpoint
+			if err := back.UnmarshalBinary(b); err != nil {
+				t.Fatal(err)
+			}
+			res, err := stylize(t, e, transfer.Request{Params: p, Resume: &back})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Log) != len(full.Log) {
+				t.Fatalf("resumed log has %d steps, want %d", len(res.Log), len(full.Log))
+			}
+			for i := range full.Log {
+				a, b := full.Log[i], res.Log[i]
+				if opt == transfer.Adam && a.TotalLoss != b.TotalLoss {
+					t.Errorf("step %d: resumed total %v, uninterrupted %v", i+1, b.TotalLoss, a.TotalLoss)
+				}
+				if opt == transfer.LBFGS && i < 5 && a.TotalLoss != b.TotalLoss {
+					t.Errorf("step %d: logged total changed on resume", i+1)
+				}
+			}
+			if opt == transfer.Adam && string(res.Image.Pix) != string(full.Image.Pix) {
+				t.Errorf("resumed image differs from the uninterrupted run's")
+			}
+			if opt == transfer.LBFGS && !(res.Final().TotalLoss < res.Log[4].TotalLoss) {
+				t.Errorf("resumed L-BFGS did not keep improving: %v", res.Final().TotalLoss)
+			}
+			// A checkpoint of other parameters is refused.
+			p2 := p
+			p2.StyleWeight = 1
+			if _, err := stylize(t, e, transfer.Request{Params: p2, Resume: &back}); !errors.Is(err, transfer.ErrCheckpointMismatch) {
+				t.Errorf("resume with other params: err = %v, want ErrCheckpointMismatch", err)
+			}
+		})
+	}
+}
+
+func TestCallbacks(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	var saved []int
+	var checkpoints []int
+	stop := errors.New("enough")
+	_, err := stylize(t, e, transfer.Request{
+		Params:    smallParams(10),
+		SaveEvery: 3,
+		OnImage: func(step int, img *image.NRGBA) error {
+			if img.Rect.Dx() != 64 {
+				t.Errorf("intermediate image %v", img.Rect)
+			}
+			saved = append(saved, step)
+			return nil
+		},
+		CheckpointEvery: 4,
+		OnCheckpoint:    func(c *transfer.Checkpoint) error { checkpoints = append(checkpoints, c.Step); return nil },
+		OnStep: func(s transfer.Step) error {
+			if s.Step == 7 {
+				return stop
+			}
+			return nil
+		},
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("err = %v, want the OnStep error", err)
+	}
+	if fmt.Sprint(saved) != "[3 6]" || fmt.Sprint(checkpoints) != "[4]" {
+		t.Errorf("images at %v, checkpoints at %v; want [3 6] and [4]", saved, checkpoints)
+	}
+}
+
+func TestNonFiniteLossStops(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	p := smallParams(50)
+	p.LR = 1e30 // the image explodes after the first update
+	res, err := stylize(t, e, transfer.Request{Params: p})
+	if !errors.Is(err, transfer.ErrNonFinite) || res != nil {
+		t.Fatalf("err = %v, want ErrNonFinite", err)
+	}
+	if !strings.Contains(err.Error(), "at step 2") {
+		t.Errorf("error %q should name the step", err)
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	tiny := solid(10, 10, color.NRGBA{1, 2, 3, 255})
+	p := smallParams(1)
+	_, err := stylize(t, e, transfer.Request{Content: tiny, Params: p})
+	if !errors.Is(err, transfer.ErrBadInput) || !strings.Contains(err.Error(), "10x10") {
+		t.Errorf("10x10 content: err = %v", err)
+	}
+	p.Steps = 0
+	if _, err := stylize(t, e, transfer.Request{Params: p}); !errors.Is(err, transfer.ErrBadInput) {
+		t.Errorf("0 steps: err = %v", err)
+	}
+	if _, err := e.Stylize(context.Background(), transfer.Request{Content: tiny, Params: smallParams(1)}); !errors.Is(err, transfer.ErrBadInput) {
+		t.Errorf("no style: err = %v", err)
+	}
+}
+
+func TestWeightsErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pth")
+	os.WriteFile(garbage, []byte("this is not a checkpoint"), 0o644)
+	for _, c := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"none", Options{}, "vgg19-dcbb9e9d.pth"},
+		{"missing", Options{Weights: filepath.Join(dir, "nope.pth")}, "do not exist"},
+		{"garbage", Options{Weights: garbage}, "not a readable PyTorch checkpoint"},
+		{"sha", Options{Weights: filepath.Join(refDir, "vgg19-narrow.pth"), WeightsSHA256: strings.Repeat("0", 64)}, "want 0000"},
+		{"both", Options{Weights: "x", RandomWeights: true}, "not both"},
+		{"device", Options{RandomWeights: true, Device: "tpu"}, "want cpu, cuda"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := New(c.opts)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestBuildVGGChecks feeds state dicts made here to the layout check.
+func TestBuildVGGChecks(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	conv := func(out, in int64) (rawTensor, rawTensor) {
+		return rawTensor{shape: []int64{out, in, 3, 3}, data: make([]float32, out*in*9)},
+			rawTensor{shape: []int64{out}, data: make([]float32, out)}
+	}
+	valid := func() map[string]rawTensor {
+		m := map[string]rawTensor{}
+		in := int64(3)
+		for p := 0; p < 3; p++ { // conv1_1, conv1_2, conv2_1
+			w, b := conv(4, in)
+			m[fmt.Sprintf("features.%d.weight", vggIndex[p])] = w
+			m[fmt.Sprintf("features.%d.bias", vggIndex[p])] = b
+			in = 4
+		}
+		return m
+	}
+	m, err := buildVGG(valid(), gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.convs) != 3 || !m.convs[1].poolAfter || m.convs[2].name != "conv2_1" {
+		t.Errorf("built %+v", m.convs)
+	}
+	m.drop()
+	for _, c := range []struct {
+		name   string
+		mutate func(map[string]rawTensor)
+		want   string
+	}{
+		{"missing bias", func(m map[string]rawTensor) { delete(m, "features.2.bias") }, "missing key features.2.bias"},
+		{"gap", func(m map[string]rawTensor) { delete(m, "features.2.weight"); delete(m, "features.2.bias") }, "features.5 (conv2_1) is present but features.2 (conv1_2) is missing"},
+		{"shape", func(m map[string]rawTensor) { m["features.2.weight"] = rawTensor{shape: []int64{4, 5, 3, 3}} }, "features.2.weight has shape [4 5 3 3], want [out, 4, 3, 3]"},
+		{"unknown", func(m map[string]rawTensor) { m["features.1.weight"] = rawTensor{} }, "features.1 is not a VGG19 conv"},
+		{"nan", func(m map[string]rawTensor) { m["features.0.weight"].data[0] = float32(math.NaN()) }, "features.0.weight holds NaN"},
+		{"empty", func(m map[string]rawTensor) { clear(m) }, "not a torchvision VGG19 state dict"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			raw := valid()
+			c.mutate(raw)
+			_, err := buildVGG(raw, gotch.CPU)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestRandomWeightsAndDepth(t *testing.T) {
+	e, err := New(Options{RandomWeights: true, RandomSeed: 7, Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got := e.Info().Weights; got != "random:7" {
+		t.Errorf("Info().Weights = %q", got)
+	}
+	res, err := stylize(t, e, transfer.Request{Params: smallParams(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Log) != 2 {
+		t.Errorf("%d steps", len(res.Log))
+	}
+	// Random weights stop at conv5_1: a deeper layer is refused clearly.
+	p := smallParams(1)
+	p.StyleLayers = []transfer.LayerWeight{{Layer: "conv5_4", Weight: 1}}
+	if _, err := stylize(t, e, transfer.Request{Params: p}); !errors.Is(err, transfer.ErrBadInput) || !strings.Contains(err.Error(), "conv5_4") {
+		t.Errorf("conv5_4 with weights up to conv5_1: err = %v", err)
+	}
+}
+
+// TestStyleCacheReuse: a style named by key is prepared once and reused; the losses are the
+// same either way.
+func TestStyleCacheReuse(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	req := transfer.Request{Params: smallParams(1), StyleKeys: []string{"style.png@etag1"}}
+	a, err := stylize(t, e, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.styles.get("style.png@etag1|64x64|cpu"); !ok {
+		t.Fatal("style targets were not cached under their key")
+	}
+	b, err := stylize(t, e, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Log[0].TotalLoss != b.Log[0].TotalLoss {
+		t.Errorf("cached targets give %v, fresh %v", b.Log[0].TotalLoss, a.Log[0].TotalLoss)
+	}
+}
+
+// TestNoTensorLeak runs whole stylisations with the GC off (so finalizers cannot hide a leak)
+// and checks that every tensor they made was freed.
+func TestNoTensorLeak(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	count := func() int {
+		n := len(ts.ExistingTensors)
+		return n
+	}
+	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
+		before := count()
+		p := smallParams(20)
+		p.Optimizer = opt
+		p.Scales = 2
+		p.ContentLayer, p.StyleLayers = "conv2_2", []transfer.LayerWeight{{Layer: "conv1_1", Weight: 1}, {Layer: "conv2_1", Weight: 1}}
+		if _, err := stylize(t, e, transfer.Request{Params: p, SaveEvery: 5, OnImage: func(int, *image.NRGBA) error { return nil }}); err != nil {
+			t.Fatal(err)
+		}
+		if after := count(); after != before {
+			t.Errorf("%s: %d tensors before, %d after a run", opt, before, after)
+		}
+	}
+}
+
