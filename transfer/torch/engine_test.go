@@ -539,8 +539,9 @@ func TestPreserveColors(t *testing.T) {
 		return l
 	}
 	var ldiff float64
+	out := lum(res.Image)
 	for i, v := range lum(content) {
-		ldiff += math.Abs(v - lum(res.Image)[i])
+		ldiff += math.Abs(v - out[i])
 	}
 	if ldiff == 0 {
 		t.Errorf("the luminance did not change: nothing was stylised")
