@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Schemes are the URL schemes a manifest may use, as gocloud.dev/blob names them.
+// schemes are the URL schemes a manifest may use, as gocloud.dev/blob names them.
 var schemes = []string{"s3", "gs", "file", "mem", "azblob"}
 
 // Schemes returns the URL schemes a manifest may use for buckets: s3, gs, file, mem, azblob.
