@@ -160,8 +160,9 @@ func (l *limitReader) err() error {
 // It reads at most lim.MaxBytes bytes and fails with ErrTooLarge if r holds more, even when
 // the image would decode from fewer. Before any pixel is decoded it reads the header with the
 // format's DecodeConfig and refuses, with ErrTooLarge, width*height over lim.MaxPixels or a
-// side over lim.MaxSide, and, with ErrTooSmall, a side under lim.MinSide; so a small file
-// claiming a huge image fails after a few bytes and allocations. Decode does not close r.
+// side over lim.MaxSide, and, with ErrTooSmall, a side under lim.MinSide; so a file claiming
+// a huge image fails after reading and allocating a few kilobytes (TIFF, whose header may sit
+// anywhere, after reading the whole input, at most MaxBytes). Decode does not close r.
 //
 // Formats: JPEG (baseline, progressive, grey, YCbCr, CMYK/YCCK), PNG (every colour type and
 // depth), GIF (the first frame only, for an animated GIF), WebP (lossy and lossless), BMP and
