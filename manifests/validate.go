@@ -2,9 +2,11 @@ package manifests
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -49,7 +51,7 @@ func validateManifest(m *Manifest, ps *problems) {
 	case !dnsLabel.MatchString(m.Metadata.Name):
 		ps.add("metadata.name", "%q must be 1..63 lower-case letters, digits and '-', starting and ending with a letter or digit", m.Metadata.Name)
 	}
-	for k := range m.Metadata.Labels {
+	for _, k := range slices.Sorted(maps.Keys(m.Metadata.Labels)) { // sorted: same-line problems in a stable order
 		if !labelKey.MatchString(k) {
 			ps.add(child("metadata.labels", k), "label key must be 1..63 letters, digits, '.', '_', '-' and '/', starting and ending with a letter or digit")
 		}
