@@ -276,9 +276,14 @@ func (b *Bucket) read(ctx context.Context, key string, maxBytes int64) ([]byte, 
 // error (a cancelled upload can land), so treat keys as "maybe written"
 // after an error and keep outputs idempotent.
 func (b *Bucket) WriteOnce(ctx context.Context, key string, data []byte, opts WriteOptions) error {
-	exists, err := b.Exists(ctx, key)
+	var exists bool
+	err := b.do(ctx, "write", key, func(ctx context.Context, _ int) error {
+		var err error
+		exists, err = b.b.Exists(ctx, key)
+		return err
+	})
 	if err != nil {
-		return err // already wrapped
+		return wrap("write", key, err)
 	}
 	if exists {
 		return fmt.Errorf("storage: write %q: %w", key, ErrExists)

@@ -208,6 +208,7 @@ func testReadRoundTrip(t *testing.T, ctx context.Context, b *storage.Bucket, _ *
 	if obj.ModTime.IsZero() {
 		t.Error("Read: zero ModTime")
 	}
+	t.Logf("backend reports MD5: %v, ETag %q", obj.MD5 != nil, obj.ETag)
 }
 
 func testReadEmpty(t *testing.T, ctx context.Context, b *storage.Bucket, _ *blob.Bucket, _ Caveats) {
@@ -297,6 +298,19 @@ func testWriteOverwrites(t *testing.T, ctx context.Context, b *storage.Bucket, _
 			t.Fatalf("Write #%d: %v", i, err)
 		}
 		mustRead(t, ctx, b, key, []byte(v))
+	}
+	// Metadata of the replaced object should go with it (S3, GCS);
+	// gofakes3 carries old keys over, so this is only reported.
+	if err := b.Write(ctx, key, []byte("m"), storage.WriteOptions{Metadata: map[string]string{"old": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Write(ctx, key, []byte("n"), storage.WriteOptions{Metadata: map[string]string{"new": "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if obj, err := b.Attributes(ctx, key); err != nil || obj.Metadata["new"] != "2" {
+		t.Errorf("after overwrite: Metadata %v, err %v; want new=2", obj.Metadata, err)
+	} else if _, kept := obj.Metadata["old"]; kept {
+		t.Logf("overwrite kept the replaced object's metadata: %v", obj.Metadata)
 	}
 	mustWrite(t, ctx, b, "once", []byte("a"))
 	if err := b.Write(ctx, "once", []byte("b"), storage.WriteOptions{}); err != nil {
