@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 )
 
 // Exit codes, the one table Kubernetes and scripts act on (documented in the README).
@@ -42,20 +45,90 @@ type command struct {
 	setup    func(fs *pflag.FlagSet) func(ctx context.Context, env *env) error
 }
 
-// env carries what a subcommand may touch: its arguments and output streams.
+// env carries what a subcommand may touch: its arguments, output streams and logger.
 type env struct {
 	args   []string
 	stdout io.Writer
 	stderr io.Writer
+	logger *slog.Logger
+	// tty is true when stderr is a terminal: progress bars instead of log lines.
+	tty   bool
+	quiet bool
 }
 
 func commands() []command {
-	return []command{versionCommand()}
+	return []command{versionCommand(), stylizeCommand()}
+}
+
+// commonFlags are accepted by every subcommand.
+type commonFlags struct {
+	logFormat string
+	quiet     bool
+}
+
+func (c *commonFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.logFormat, "log-format", "", "text or json (default: text on a terminal, json otherwise)")
+	fs.BoolVarP(&c.quiet, "quiet", "q", false, "only warnings and errors")
+}
+
+// applyEnv sets every flag not given on the command line from NST_<NAME> (upper case, dashes
+// as underscores), the way Kubernetes passes settings; flags win.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := envName(f.Name)
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", name, v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func envName(flag string) string {
+	return "NST_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func newLogger(w io.Writer, format string, quiet, tty bool) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	if quiet {
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "":
+		if tty {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usagef("--log-format: %q is not text or json", format)
+	}
 }
 
 // run is main without the process: it parses args, runs one subcommand and maps the outcome to
 // an exit code. It writes only to stdout and stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runEnv(ctx, args, stdout, stderr, os.Getenv)
+}
+
+// runEnv is run with the environment injected (tests).
+func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	cmds := commands()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		topUsage(stdout, cmds)
@@ -78,7 +151,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	do := cmd.setup(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	var common commonFlags
+	common.register(fs)
+	err := fs.Parse(args[1:])
+	if err == nil {
+		err = applyEnv(fs, getenv)
+	}
+	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			commandUsage(stdout, cmd, fs)
 			return exitOK
@@ -86,7 +165,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nst %s: %v (run 'nst %s --help')\n", cmd.name, err, cmd.name)
 		return exitUsage
 	}
-	err := do(ctx, &env{args: fs.Args(), stdout: stdout, stderr: stderr})
+	tty := isTerminal(stderr)
+	logger, err := newLogger(stderr, common.logFormat, common.quiet, tty)
+	if err != nil {
+		fmt.Fprintf(stderr, "nst %s: %v\n", cmd.name, err)
+		return exitUsage
+	}
+	err = do(ctx, &env{args: fs.Args(), stdout: stdout, stderr: stderr, logger: logger, tty: tty, quiet: common.quiet})
 	return exitCode(ctx, stderr, cmd.name, err)
 }
 
@@ -125,6 +210,7 @@ const exitCodeHelp = `Exit codes:
 
 func commandUsage(w io.Writer, c *command, fs *pflag.FlagSet) {
 	fmt.Fprintf(w, "nst %s: %s\n\nUsage:\n  nst %s [flags]\n\nFlags:\n%s", c.name, c.summary, c.name, fs.FlagUsages())
+	fmt.Fprintf(w, "\nEvery flag can also be set by an environment variable NST_<FLAG>, e.g. %s; flags win.\n", envName("log-format"))
 	if c.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s\n", strings.TrimRight(c.examples, "\n"))
 	}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/imaging"
+	"github.com/nst-project/nst/transfer/torch"
+)
+
+// engineFlags are the flags that choose and configure the libtorch engine (stylize and run).
+type engineFlags struct {
+	weights       string
+	weightsSHA256 string
+	randomWeights bool
+	device        string
+	threads       int
+}
+
+func (f *engineFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.weights, "weights", "", "torchvision VGG19 weights (vgg19-dcbb9e9d.pth)")
+	fs.StringVar(&f.weightsSHA256, "weights-sha256", "", "expected sha256 of the weights file")
+	fs.BoolVar(&f.randomWeights, "random-weights", false, "use seeded random VGG19 weights (demos and tests: no real style)")
+	fs.StringVar(&f.device, "device", "auto", "cpu, cuda, cuda:N or auto")
+	fs.IntVar(&f.threads, "threads", 0, "libtorch intra-op threads per optimisation (0: one per core)")
+}
+
+// paramFlags are the optimisation parameters, with the seed's defaults.
+type paramFlags struct {
+	p           transfer.Params
+	styleLayers string
+	styleBlend  []float64
+}
+
+func (f *paramFlags) register(fs *pflag.FlagSet) {
+	f.p = transfer.DefaultParams()
+	d := f.p
+	fs.IntVar(&f.p.Size, "size", d.Size, "longest side of the output in pixels (a smaller content keeps its size; 0: no limit)")
+	fs.IntVar(&f.p.Steps, "steps", d.Steps, "optimiser steps (per scale)")
+	fs.StringVar(&f.p.Optimizer, "optimizer", d.Optimizer, "adam (the seed's) or lbfgs")
+	fs.Float64Var(&f.p.LR, "lr", d.LR, "learning rate (default 0.003 for adam, 1 for lbfgs)")
+	fs.Float64Var(&f.p.ContentWeight, "content-weight", d.ContentWeight, "alpha: weight of the content loss")
+	fs.Float64Var(&f.p.StyleWeight, "style-weight", d.StyleWeight, "beta: weight of the style loss")
+	fs.Float64Var(&f.p.TVWeight, "tv-weight", d.TVWeight, "weight of the total-variation loss")
+	fs.StringVar(&f.p.ContentLayer, "content-layer", d.ContentLayer, "VGG19 layer of the content loss")
+	fs.StringVar(&f.styleLayers, "style-layers", "conv1_1:1,conv2_1:0.8,conv3_1:0.5,conv4_1:0.3,conv5_1:0.1", "style layers and weights, name:w,...")
+	fs.StringVar(&f.p.Init, "init", d.Init, "starting image: content, noise or style")
+	fs.Int64Var(&f.p.Seed, "seed", d.Seed, "seed for noise init (runs repeat on one machine)")
+	fs.Float64SliceVar(&f.styleBlend, "style-blend", nil, "weights of several styles, w1,w2,... (default equal)")
+	fs.Float64Var(&f.p.StyleScale, "style-scale", d.StyleScale, "style size relative to the content (1: the content's shape, as the seed)")
+	fs.BoolVar(&f.p.PreserveColors, "preserve-colors", false, "keep the content's colours (luminance-only transfer)")
+	fs.IntVar(&f.p.Scales, "scales", d.Scales, "coarse-to-fine pyramid levels")
+	fs.IntVar(&f.p.History, "history", d.History, "L-BFGS history size")
+	fs.Float64Var(&f.p.Tolerance, "tolerance", d.Tolerance, "L-BFGS: stop when the loss or step changes less than this")
+}
+
+// params resolves the flags into Params.
+func (f *paramFlags) params(fs *pflag.FlagSet) (transfer.Params, error) {
+	p := f.p
+	layers, err := transfer.ParseStyleLayers(f.styleLayers)
+	if err != nil {
+		return p, usagef("--style-layers: %v", err)
+	}
+	p.StyleLayers = layers
+	p.StyleBlend = f.styleBlend
+	if p.Optimizer == transfer.LBFGS && !fs.Changed("lr") {
+		p.LR = 1
+	}
+	if err := p.Validate(); err != nil {
+		return p, usageError{err}
+	}
+	return p, nil
+}
+
+func (f *engineFlags) open(ctx context.Context, e *env) (*torch.Engine, error) {
+	if f.weights == "" && !f.randomWeights {
+		return nil, usagef("no VGG19 weights: %s", torch.WeightsHelp)
+	}
+	return torch.New(torch.Options{
+		Weights: f.weights, WeightsSHA256: f.weightsSHA256, RandomWeights: f.randomWeights,
+		Device: f.device, Threads: f.threads, Logger: e.logger,
+	})
+}
+
+func stylizeCommand() command {
+	var (
+		content, out, lossLog string
+		styles                []string
+		saveEvery             int
+		ef                    engineFlags
+		pf                    paramFlags
+	)
+	return command{
+		name:    "stylize",
+		summary: "stylise one image with one or more styles",
+		examples: `  nst stylize --content photo.jpg --style starry_night.jpg --out out.png --weights vgg19-dcbb9e9d.pth
+  nst stylize --content photo.jpg --style a.jpg,b.jpg --style-blend 0.7,0.3 --optimizer lbfgs --steps 100 \
+      --preserve-colors --loss-log out.loss.jsonl --out out.jpg --weights vgg19.pth
+  nst stylize --content photo.jpg --style style.jpg --out demo.png --random-weights   # no real style: demo only`,
+		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
+			fs.StringVar(&content, "content", "", "content image (JPEG, PNG, GIF, WebP)")
+			fs.StringSliceVar(&styles, "style", nil, "style image(s), comma-separated")
+			fs.StringVar(&out, "out", "", "output image; .png or .jpg/.jpeg")
+			fs.StringVar(&lossLog, "loss-log", "", "write the per-step losses here as JSON Lines")
+			fs.IntVar(&saveEvery, "save-every", 0, "also write the image every N steps (out-name.stepN.ext)")
+			ef.register(fs)
+			pf.register(fs)
+			return func(ctx context.Context, e *env) error {
+				if len(e.args) > 0 {
+					return usagef("unexpected arguments %q", e.args)
+				}
+				if content == "" || len(styles) == 0 || out == "" {
+					return usagef("--content, --style and --out are required")
+				}
+				format, err := imaging.FormatForName(out)
+				if err != nil {
+					return usagef("--out: %v", err)
+				}
+				p, err := pf.params(fs)
+				if err != nil {
+					return err
+				}
+				if len(pf.styleBlend) > 0 && len(pf.styleBlend) != len(styles) {
+					return usagef("--style-blend has %d weights for %d styles", len(pf.styleBlend), len(styles))
+				}
+				req := transfer.Request{Params: p}
+				if req.Content, err = readImage(content); err != nil {
+					return usageError{err}
+				}
+				for _, s := range styles {
+					img, err := readImage(s)
+					if err != nil {
+						return usageError{err}
+					}
+					req.Styles = append(req.Styles, img)
+				}
+				eng, err := ef.open(ctx, e)
+				if err != nil {
+					return err
+				}
+				defer eng.Close()
+
+				var logW *bufio.Writer
+				if lossLog != "" {
+					f, err := os.Create(lossLog)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					logW = bufio.NewWriter(f)
+					defer logW.Flush()
+				}
+				bar := newStepProgress(e, p.Steps*max(p.Scales, 1))
+				req.OnStep = func(s transfer.Step) error {
+					bar.step(s)
+					if logW == nil {
+						return nil
+					}
+					b, _ := json.Marshal(s)
+					logW.Write(append(b, '\n'))
+					return nil
+				}
+				if saveEvery > 0 {
+					req.SaveEvery = saveEvery
+					req.OnImage = func(step int, img *image.NRGBA) error {
+						ext := filepath.Ext(out)
+						return writeImage(fmt.Sprintf("%s.step%d%s", strings.TrimSuffix(out, ext), step, ext), img, format)
+					}
+				}
+				res, err := eng.Stylize(ctx, req)
+				bar.done()
+				if err != nil {
+					if errors.Is(err, transfer.ErrBadInput) {
+						return usageError{err}
+					}
+					return err
+				}
+				if err := writeImage(out, res.Image, format); err != nil {
+					return err
+				}
+				fin := res.Final()
+				e.logger.Info("done", "out", out, "steps", len(res.Log), "total_loss", fin.TotalLoss,
+					"content_loss", fin.ContentLoss, "style_loss", fin.StyleLoss, "seconds", res.Duration.Seconds())
+				return nil
+			}
+		},
+	}
+}
+
+func readImage(path string) (*image.NRGBA, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := imaging.Decode(bufio.NewReader(f), imaging.DefaultLimits())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
+}
+
+// writeImage writes atomically: a temporary file in the same directory, renamed into place.
+func writeImage(path string, img image.Image, format string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriter(tmp)
+	if err := imaging.Encode(w, img, format, imaging.DefaultJPEGQuality); err != nil {
+		tmp.Close()
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
