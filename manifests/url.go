@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -58,8 +59,15 @@ func parseURL(u string) (parsedURL, error) {
 	p := parsedURL{scheme: pu.Scheme, host: pu.Host, path: pu.Path, query: pu.RawQuery}
 	switch p.scheme {
 	case "file":
+		if p.host == "." {
+			// file://./dir/ is relative to the manifest's directory (see ResolveFileURLs).
+			if p.path == "" {
+				p.path = "/"
+			}
+			break
+		}
 		if p.host != "" && p.host != "localhost" {
-			return parsedURL{}, fmt.Errorf("file URL has host %q; write file:///absolute/path", p.host)
+			return parsedURL{}, fmt.Errorf("file URL has host %q; write file:///absolute/path or file://./relative/path", p.host)
 		}
 		if !strings.HasPrefix(p.path, "/") {
 			return parsedURL{}, errors.New("file URL needs an absolute path (file:///absolute/path)")
@@ -143,6 +151,63 @@ func asDirectory(u string) string {
 		return base + "?" + query
 	}
 	return base
+}
+
+// IsRelativeFileURL reports whether u is a file URL relative to the manifest's directory,
+// "file://./dir/" (the form gocloud.dev/blob/fileblob reads relative to the working directory).
+func IsRelativeFileURL(u string) bool {
+	return strings.HasPrefix(u, "file://./") || u == "file://." || strings.HasPrefix(u, "file://.?")
+}
+
+// ResolveFileURL returns u with a relative file URL ("file://./data/in/?create_dir=true")
+// turned into an absolute one below dir, an absolute local directory
+// ("file:///manifests/data/in/?create_dir=true"); trailing slash and query are kept. Other URLs
+// come back unchanged.
+func ResolveFileURL(u, dir string) string {
+	if !IsRelativeFileURL(u) {
+		return u
+	}
+	rest := strings.TrimPrefix(u, "file://.")
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	abs := path.Join(filepath.ToSlash(dir), rest)
+	if strings.HasSuffix(rest, "/") && !strings.HasSuffix(abs, "/") {
+		abs += "/"
+	}
+	if !strings.HasPrefix(abs, "/") {
+		abs = "/" + abs // a Windows drive path, as fileblob wants it: file:///C:/dir
+	}
+	out := "file://" + abs
+	if hasQuery {
+		out += "?" + query
+	}
+	return out
+}
+
+// ResolveFileURLs rewrites every relative file URL of m ("file://./data/in/": inputs, output,
+// model weights, presetsFrom) against dir, the absolute directory of the manifest file. Call it
+// for manifests read from a local file; a manifest read from a bucket should have none
+// (see RelativeFileURLs).
+func (m *Manifest) ResolveFileURLs(dir string) {
+	for _, u := range m.urls() {
+		*u = ResolveFileURL(*u, dir)
+	}
+}
+
+// RelativeFileURLs returns the YAML paths of the fields of m that hold relative file URLs.
+func (m *Manifest) RelativeFileURLs() []string {
+	var paths []string
+	names := []string{"spec.inputs.contents.url", "spec.inputs.styles.url", "spec.output.url", "spec.model.weights", "spec.presetsFrom"}
+	for i, u := range m.urls() {
+		if IsRelativeFileURL(*u) {
+			paths = append(paths, names[i])
+		}
+	}
+	return paths
+}
+
+func (m *Manifest) urls() []*string {
+	s := &m.Spec
+	return []*string{&s.Inputs.Contents.URL, &s.Inputs.Styles.URL, &s.Output.URL, &s.Model.Weights, &s.PresetsFrom}
 }
 
 // location returns a directory URL's place for comparing overlap: scheme, host and path with

@@ -31,7 +31,9 @@ func TestSplitURL(t *testing.T) {
 		{in: "s3://b/a/../c", err: `URL path must not contain ".." segments`},
 		{in: "s3://b/./c", err: `URL path must not contain "." segments`},
 		{in: `s3://b/a\c`, err: "URL must not contain a backslash"},
-		{in: "file://host/data", err: `URL file URL has host "host"; write file:///absolute/path`},
+		{in: "file://host/data", err: `URL file URL has host "host"; write file:///absolute/path or file://./relative/path`},
+		{in: "file://./data/in/", bucket: "file://./data/in", prefix: ""},
+		{in: "file://./../in/", err: `URL path must not contain ".." segments`},
 		{in: "s3://b/%zz", err: `URL is not a valid URL: invalid URL escape "%zz"`},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
@@ -112,5 +114,44 @@ func TestSourceMatch(t *testing.T) {
 		if got := tc.src.Match(tc.key); got != tc.want {
 			t.Errorf("%+v.Match(%q) = %v, want %v", tc.src, tc.key, got, tc.want)
 		}
+	}
+}
+
+func TestResolveFileURLs(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"file://./data/in/", "file:///m/dir/data/in/"},
+		{"file://./data/in/?create_dir=true", "file:///m/dir/data/in/?create_dir=true"},
+		{"file://./w.pth", "file:///m/dir/w.pth"},
+		{"file:///abs/in/", "file:///abs/in/"},
+		{"s3://b/in/", "s3://b/in/"},
+		{"random", "random"},
+	}
+	for _, c := range cases {
+		if got := ResolveFileURL(c.in, "/m/dir"); got != c.want {
+			t.Errorf("ResolveFileURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	m, err := Parse([]byte(`apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: demo}
+spec:
+  model: {weights: random}
+  inputs:
+    contents: {url: "file://./data/contents/"}
+    styles: {url: "file://./data/styles/"}
+  output: {url: "file://./out/"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.RelativeFileURLs(); len(got) != 3 {
+		t.Errorf("RelativeFileURLs = %q, want contents, styles and output", got)
+	}
+	m.ResolveFileURLs("/m")
+	if m.Spec.Inputs.Contents.URL != "file:///m/data/contents/" || m.Spec.Output.URL != "file:///m/out/" || m.Spec.Model.Weights != "random" {
+		t.Errorf("resolved: %+v", m.Spec)
+	}
+	if got := m.RelativeFileURLs(); len(got) != 0 {
+		t.Errorf("after resolving: %q", got)
 	}
 }

@@ -52,7 +52,7 @@ func TestValidationProblems(t *testing.T) {
 		{"s3 without bucket", with(t, "url: mem://in/contents/", "url: s3:///photos/"),
 			[]string{`line 10: spec.inputs.contents.url: names no bucket (want s3://bucket/prefix)`}},
 		{"file with a host", with(t, "url: mem://in/contents/", "url: file://data/in/"),
-			[]string{`line 10: spec.inputs.contents.url: file URL has host "data"; write file:///absolute/path`}},
+			[]string{`line 10: spec.inputs.contents.url: file URL has host "data"; write file:///absolute/path or file://./relative/path`}},
 		{"dot-dot in URL", with(t, "url: mem://in/contents/", "url: s3://b/a/../c/"),
 			[]string{`line 10: spec.inputs.contents.url: path must not contain ".." segments`}},
 		{"credentials in URL", with(t, "url: mem://in/contents/", "url: s3://key:secret@b/c/"),
