@@ -827,4 +827,3 @@ func TestNoTensorLeak(t *testing.T) {
 		}
 	}
 }
-
