@@ -22,6 +22,10 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// Kustomizations are the directories, relative to this package's, that build something to
+// apply: the base, the base as a nightly CronJob, and one overlay per platform.
+var Kustomizations = []string{"base", "nightly", "overlays/aws", "overlays/gcp", "overlays/cpu"}
+
 // Objects are the resources one kustomization builds, by kind, in kustomize's output order.
 type Objects struct {
 	Jobs            []batchv1.Job
@@ -84,6 +88,19 @@ func (o *Objects) ConfigMap(name string) *corev1.ConfigMap {
 	return nil
 }
 
+// PodSpecs returns the pod template of every Job and CronJob in o, by "Job/<name>" and
+// "CronJob/<name>".
+func (o *Objects) PodSpecs() map[string]*corev1.PodSpec {
+	specs := map[string]*corev1.PodSpec{}
+	for i := range o.Jobs {
+		specs["Job/"+o.Jobs[i].Name] = &o.Jobs[i].Spec.Template.Spec
+	}
+	for i := range o.CronJobs {
+		specs["CronJob/"+o.CronJobs[i].Name] = &o.CronJobs[i].Spec.JobTemplate.Spec.Template.Spec
+	}
+	return specs
+}
+
 // Container returns the container named name in spec, or nil.
 func Container(spec *corev1.PodSpec, name string) *corev1.Container {
 	for i := range spec.Containers {
@@ -102,7 +119,8 @@ type Invocation struct {
 	Args []string
 	// Env holds the container's NST_* variables by the flag each sets: NST_SHARD_COUNT is
 	// "shard-count". A literal value is kept as is; a value from a ConfigMap in the same build
-	// is resolved; a downward-API value reads "$(fieldRef:<fieldPath>)", known only in a pod.
+	// is resolved; a downward-API value reads "$(fieldRef:<fieldPath>)" and one from a Secret
+	// "$(secretKeyRef:<name>/<key>)", both known only in a pod.
 	Env map[string]string
 	// Other holds the container's other variables (AWS_REGION, GOTCH_CACHE, ...) in the same
 	// form.
@@ -110,9 +128,8 @@ type Invocation struct {
 }
 
 // Invocation returns the command line of the container named name in spec, resolving
-// ConfigMap references against o. It fails when the container is missing, when a variable
-// comes from a Secret or from envFrom (nst takes no credentials from the environment the
-// manifests set), or when a referenced ConfigMap or key is not in o.
+// ConfigMap references against o. It fails when the container is missing, uses envFrom (whose
+// variables cannot be listed without the cluster), or refers to a ConfigMap or key not in o.
 func (o *Objects) Invocation(spec *corev1.PodSpec, name string) (*Invocation, error) {
 	c := Container(spec, name)
 	if c == nil {
@@ -139,8 +156,10 @@ func (o *Objects) Invocation(spec *corev1.PodSpec, name string) (*Invocation, er
 			}
 		case src.FieldRef != nil:
 			v = "$(fieldRef:" + src.FieldRef.FieldPath + ")"
+		case src.SecretKeyRef != nil:
+			v = "$(secretKeyRef:" + src.SecretKeyRef.Name + "/" + src.SecretKeyRef.Key + ")"
 		default:
-			return nil, fmt.Errorf("env %s: only literal, ConfigMap and downward-API values are supported", e.Name)
+			return nil, fmt.Errorf("env %s: only literal, ConfigMap, Secret and fieldRef values are supported", e.Name)
 		}
 		vars[e.Name] = v
 		if flag, ok := strings.CutPrefix(e.Name, "NST_"); ok {
