@@ -1,0 +1,186 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gocloud.dev/blob"
+
+	"github.com/nst-project/nst/transfer"
+)
+
+// Config says what Run and Plan do. Run checks it before any byte moves; zero fields take the
+// defaults documented on each.
+type Config struct {
+	// ManifestURL is the manifest: a local path, or the URL of an object in a bucket
+	// (s3://config/batch.yaml). Relative file URLs inside a local manifest ("file://./data/")
+	// are resolved against its directory.
+	ManifestURL string
+
+	// ShardIndex and ShardCount select this run's share of the items: those whose position
+	// is ShardIndex modulo ShardCount. ShardCount 0 means 1; 0 <= ShardIndex < ShardCount.
+	ShardIndex, ShardCount int
+
+	// RunID names the run in summaries and provenance; "" means
+	// "<metadata.name>-<first 8 hex of the manifest's sha256>-<UTC date YYYYMMDD>".
+	RunID string
+
+	// GPUJobs is the number of items stylised at once (compute lanes); 0 means 1.
+	GPUJobs int
+	// IOJobs bounds concurrent downloads and decodes, and separately concurrent uploads;
+	// 0 means 4.
+	IOJobs int
+	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*GPUJobs. With
+	// IOJobs it caps the images held in memory, whatever the catalogue's size.
+	MaxInFlight int
+
+	// Force redoes items that are done and overwrites outputs of other IDs.
+	Force bool
+	// MaxFailures > 0 stops taking new items once more than MaxFailures items failed;
+	// 0 means no limit.
+	MaxFailures int
+	// CheckpointEvery > 0 writes a checkpoint every CheckpointEvery steps; 0 means 50;
+	// < 0 writes none except on cancellation.
+	CheckpointEvery int
+	// GracePeriod bounds the writes that follow cancellation (checkpoints, finished
+	// outputs, the summary); 0 means 25s.
+	GracePeriod time.Duration
+
+	// CacheDir holds downloaded weights, one file per sha256; "" means
+	// os.UserCacheDir()/nst/weights.
+	CacheDir string
+
+	// NewEngine opens the engine once a run has something to compute. close, if non-nil, is
+	// called when the run ends. Required by Run; Plan does not use it.
+	NewEngine func(ctx context.Context, spec EngineSpec) (eng transfer.Optimizer, close func() error, err error)
+
+	// OpenBucket opens a bucket URL; nil means blob.OpenBucket, and Run closes what it opened.
+	// A custom OpenBucket keeps ownership: Run never closes the buckets it returns (so tests
+	// can hand out shared memblob buckets). It is called once per distinct bucket URL.
+	OpenBucket func(ctx context.Context, bucketURL string) (*blob.Bucket, error)
+
+	// Logger receives progress and problems; nil discards.
+	Logger *slog.Logger
+	// Progress is told about items as they go; nil means none. Its methods are called from
+	// several goroutines.
+	Progress Progress
+
+	// Version is the nst version recorded in provenance.
+	Version string
+}
+
+// EngineSpec is what NewEngine needs to open an engine for a manifest's model.
+type EngineSpec struct {
+	// WeightsPath is a local copy of spec.model.weights, verified against SHA256; "" with Random.
+	WeightsPath string
+	// SHA256 is the weights file's hex sha256; "" with Random.
+	SHA256 string
+	// Random asks for seeded random weights (spec.model.weights: random), with RandomSeed.
+	Random     bool
+	RandomSeed int64
+}
+
+// Progress is told about a run's items. Implementations must be safe for concurrent use.
+type Progress interface {
+	// Planned is called once with the number of items in this shard.
+	Planned(n int)
+	// PairStarted is called when an item starts computing.
+	PairStarted(id string)
+	// PairStep is called after every step computed in this run, total being the item's steps.
+	PairStep(id string, step, total int)
+	// PairDone is called once per item that finished, was skipped, failed or was interrupted.
+	PairDone(r PairResult)
+}
+
+// NoProgress is a Progress that does nothing.
+type NoProgress struct{}
+
+func (NoProgress) Planned(int)               {}
+func (NoProgress) PairStarted(string)        {}
+func (NoProgress) PairStep(string, int, int) {}
+func (NoProgress) PairDone(PairResult)       {}
+
+// ErrInvalid marks errors caused by the manifest or the Config themselves (nst exits 2):
+// retrying cannot help.
+var ErrInvalid = errors.New("invalid batch")
+
+// invalidError wraps err so that errors.Is(err, ErrInvalid) holds, without changing its text.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{e.err, ErrInvalid} }
+
+func invalidf(format string, a ...any) error { return invalidError{fmt.Errorf(format, a...)} }
+
+// withDefaults returns c with the defaults filled in, or an error wrapping ErrInvalid.
+func (c Config) withDefaults(needEngine bool) (Config, error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.ManifestURL == "" {
+		bad("no manifest")
+	}
+	if c.ShardCount == 0 {
+		c.ShardCount = 1
+	}
+	if c.ShardCount < 1 {
+		bad("shard count %d must be >= 1", c.ShardCount)
+	} else if c.ShardIndex < 0 || c.ShardIndex >= c.ShardCount {
+		bad("shard index %d is outside 0..%d", c.ShardIndex, c.ShardCount-1)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"GPU jobs", &c.GPUJobs, 1}, {"I/O jobs", &c.IOJobs, 4}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+		if *f.v < 1 {
+			bad("%s %d must be >= 1", f.name, *f.v)
+		}
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 2 * max(c.GPUJobs, 1)
+	}
+	if c.MaxInFlight < 1 {
+		bad("max in flight %d must be >= 1", c.MaxInFlight)
+	}
+	if c.MaxFailures < 0 {
+		bad("max failures %d must be >= 0", c.MaxFailures)
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = 50
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 25 * time.Second
+	}
+	if c.GracePeriod < 0 {
+		bad("grace period %v must be >= 0", c.GracePeriod)
+	}
+	if needEngine && c.NewEngine == nil {
+		bad("no engine (Config.NewEngine)")
+	}
+	if c.CacheDir == "" && needEngine {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		c.CacheDir = filepath.Join(dir, "nst", "weights")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Progress == nil {
+		c.Progress = NoProgress{}
+	}
+	if len(errs) > 0 {
+		return c, invalidError{errors.Join(errs...)}
+	}
+	return c, nil
+}

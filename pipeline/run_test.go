@@ -1,0 +1,429 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"gocloud.dev/blob"
+
+	"github.com/nst-project/nst/transfer"
+)
+
+// env is one backend for the end-to-end scenario.
+type env struct {
+	open           func(ctx context.Context, u string) (*blob.Bucket, error) // for the test's own access
+	runOpen        func(ctx context.Context, u string) (*blob.Bucket, error) // Config.OpenBucket (nil: default)
+	in, out        string                                                    // bucket URLs (as OpenBucket gets them)
+	dir            func(bucketURL, prefix string) string                     // directory URL in a manifest
+	skipModTimeCmp bool
+}
+
+func memEnv() env {
+	m := &memBuckets{}
+	return env{open: m.open, runOpen: m.open, in: "mem://in", out: "mem://out",
+		dir: func(b, p string) string { return b + "/" + p }}
+}
+
+func (e env) bucket(t *testing.T, u string) *blob.Bucket {
+	t.Helper()
+	b, err := e.open(t.Context(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (e env) config(manifest string) Config {
+	return Config{ManifestURL: manifest, OpenBucket: e.runOpen, NewEngine: fakeEngine(transfer.Fake{}), RunID: "r1", Version: "test"}
+}
+
+// runScenario: a manifest with three contents, two styles and two presets runs to completion
+// with valid outputs; a re-run skips everything and writes nothing; shards 0..n-1 together write
+// each output once.
+func runScenario(t *testing.T, e env) {
+	in := e.bucket(t, e.in)
+	standardInputs(t, in, "contents/", "styles/")
+	man := writeManifest(t, manifestText(e.dir(e.in, "contents/"), e.dir(e.in, "styles/"), e.dir(e.out, "results/"), ""))
+	cfg := e.config(man)
+	start := time.Now()
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("12 pairs in %v", time.Since(start))
+	if rep.Planned != 12 || rep.Done != 12 || !rep.OK() {
+		t.Fatalf("report: planned %d done %d failed %d: %+v", rep.Planned, rep.Done, rep.Failed, rep.Results)
+	}
+	out := e.bucket(t, e.out)
+	checkOutputs(t, out, rep, 4)
+	var sum Summary
+	data, err := out.ReadAll(t.Context(), "results/_runs/r1/shard-0-of-1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &sum); err != nil || sum.Done != 12 || sum.Planned != 12 || len(sum.Pairs) != 12 || sum.Interrupted {
+		t.Fatalf("summary %+v (%v)", sum, err)
+	}
+	wantKeys := map[string]bool{}
+	for _, r := range rep.Results {
+		for _, k := range []string{r.Outputs.Image, r.Outputs.LossLog, r.Outputs.Provenance} {
+			wantKeys[k] = true
+		}
+	}
+	if !wantKeys["results/soft/sub/b__night.png"] || !wantKeys["results/bold/c__wave.json"] {
+		t.Errorf("keys: %v", wantKeys)
+	}
+
+	// A re-run skips everything and writes nothing but its summary.
+	before := snapshot(t, out)
+	if len(before) != 36 {
+		t.Errorf("%d objects, want 36: %v", len(before), before)
+	}
+	prog := &countingProgress{}
+	cfg.Progress = prog
+	rep2, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Skipped != 12 || rep2.Done != 0 || prog.steps.Load() != 0 {
+		t.Errorf("re-run: skipped %d done %d steps %d", rep2.Skipped, rep2.Done, prog.steps.Load())
+	}
+	if after := snapshot(t, out); !maps.Equal(before, after) {
+		t.Errorf("re-run changed objects:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// Shards 0..2 into a fresh output write each output exactly once.
+	man3 := writeManifest(t, manifestText(e.dir(e.in, "contents/"), e.dir(e.in, "styles/"), e.dir(e.out, "sharded/"), ""))
+	seen := map[string]int{}
+	total := 0
+	for i := range 3 {
+		c := e.config(man3)
+		c.ShardIndex, c.ShardCount = i, 3
+		rep, err := Run(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Planned != 4 || rep.Done != 4 {
+			t.Errorf("shard %d: planned %d done %d", i, rep.Planned, rep.Done)
+		}
+		for _, r := range rep.Results {
+			seen[r.ID]++
+			total++
+		}
+	}
+	if len(seen) != 12 || total != 12 {
+		t.Errorf("shards wrote %d items (%d distinct), want 12", total, len(seen))
+	}
+	sharded := 0
+	for k := range snapshot(t, out) {
+		if strings.HasPrefix(k, "sharded/") {
+			sharded++
+		}
+	}
+	if sharded != 36 {
+		t.Errorf("sharded outputs: %d objects, want 36", sharded)
+	}
+}
+
+func TestRunMem(t *testing.T) { runScenario(t, memEnv()) }
+
+// TestBrokenImages: truncated JPEG bytes, text named .png and an all-magenta content (NaN in
+// the fake engine) fail only their own pairs, with clear causes in the report and summary.
+func TestBrokenImages(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	standardInputs(t, in, "contents/", "styles/")
+	good := jpegBytes(t, testImage(30, 30, 7))
+	put(t, in, "contents/trunc.jpg", good[:len(good)/2])
+	put(t, in, "contents/text.png", []byte("this is not an image at all"))
+	put(t, in, "contents/magenta.png", magentaPNG(t))
+	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
+	rep, err := Run(t.Context(), e.config(man))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Done != 12 || rep.Failed != 12 {
+		t.Fatalf("done %d failed %d, want 12 and 12", rep.Done, rep.Failed)
+	}
+	for _, r := range rep.Results {
+		if r.Status != StatusFailed {
+			continue
+		}
+		var pe *PairError
+		if !errors.As(r.Err, &pe) {
+			t.Fatalf("%v is not a PairError", r.Err)
+		}
+		want := map[string]string{"trunc.jpg": OpDecode, "text.png": OpDecode, "magenta.png": OpStylize}[r.Content]
+		if pe.Op != want || !strings.Contains(r.Err.Error(), r.Content) && pe.Op != OpStylize {
+			t.Errorf("%s: op %s, want %s: %v", r.Content, pe.Op, want, r.Err)
+		}
+		if r.Content == "magenta.png" && !errors.Is(r.Err, transfer.ErrNonFinite) {
+			t.Errorf("magenta: %v does not wrap ErrNonFinite", r.Err)
+		}
+	}
+	out := e.bucket(t, e.out)
+	var sum Summary
+	data, _ := out.ReadAll(t.Context(), "r/_runs/r1/shard-0-of-1.json")
+	if err := json.Unmarshal(data, &sum); err != nil || sum.Failed != 12 || len(sum.Failures) != 12 {
+		t.Fatalf("summary: %+v (%v)", sum, err)
+	}
+	for _, f := range sum.Failures {
+		if f.Op == "" || f.Error == "" || f.ID == "" || f.Preset == "" {
+			t.Errorf("failure without cause: %+v", f)
+		}
+	}
+	t.Logf("example causes: %q; %q", sum.Failures[0].Error, sum.Failures[len(sum.Failures)-1].Error)
+	checkOutputs(t, out, rep, 4)
+}
+
+// TestNewPresetLeavesOldOutputs: adding a preset computes only its items and leaves the
+// earlier preset's objects untouched.
+func TestNewPresetLeavesOldOutputs(t *testing.T) {
+	e := memEnv()
+	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
+	one := `apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: test}
+spec:
+  model: {weights: random}
+  inputs: {contents: {url: "mem://in/contents/"}, styles: {url: "mem://in/styles/"}}
+  params: {size: 16, steps: 3}
+  presets:
+    - {name: soft, styleWeight: 10}
+%s  output: {url: "mem://out/r/"}
+`
+	rep, err := Run(t.Context(), e.config(writeManifest(t, fmt.Sprintf(one, ""))))
+	if err != nil || rep.Done != 6 {
+		t.Fatalf("first run: %v, %+v", err, rep)
+	}
+	out := e.bucket(t, e.out)
+	before := snapshot(t, out)
+	rep, err = Run(t.Context(), e.config(writeManifest(t, fmt.Sprintf(one, "    - {name: sharp, styleWeight: 1e4, tvWeight: 1}\n"))))
+	if err != nil || rep.Done != 6 || rep.Skipped != 6 {
+		t.Fatalf("second run: %v, done %d skipped %d", err, rep.Done, rep.Skipped)
+	}
+	after := snapshot(t, out)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s changed", k)
+		}
+	}
+	if len(after) != 2*len(before) {
+		t.Errorf("%d objects after, want %d", len(after), 2*len(before))
+	}
+	// Changing a preset's weights under the same name conflicts instead of overwriting.
+	changed := strings.Replace(fmt.Sprintf(one, ""), "styleWeight: 10", "styleWeight: 20", 1)
+	rep, err = Run(t.Context(), e.config(writeManifest(t, changed)))
+	if err != nil || rep.Failed != 6 || !errors.Is(rep.Results[0].Err, ErrConflict) {
+		t.Fatalf("changed preset: %v, %+v", err, rep.Results)
+	}
+	if !strings.Contains(rep.Results[0].Err.Error(), "use a new preset name, or --force") {
+		t.Errorf("conflict message: %v", rep.Results[0].Err)
+	}
+	for k, v := range before {
+		if snapshot(t, out)[k] != v {
+			t.Errorf("%s changed by a conflicting run", k)
+		}
+	}
+	// --force overwrites.
+	cfg := e.config(writeManifest(t, changed))
+	cfg.Force = true
+	if rep, err = Run(t.Context(), cfg); err != nil || rep.Done != 6 {
+		t.Fatalf("forced: %v, %+v", err, rep)
+	}
+}
+
+// TestLeftoversOfSameID: an image and loss log left by an interrupted attempt of the same item
+// (no provenance) are replaced; a foreign nst-id is a conflict for that pair only.
+func TestLeftovers(t *testing.T) {
+	e := memEnv()
+	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
+	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
+	plan, err := PlanBatch(t.Context(), e.config(man))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.bucket(t, e.out)
+	same, foreign := plan.Items[0], plan.Items[1]
+	w := func(key, id string) {
+		if err := out.WriteAll(t.Context(), key, []byte("partial"), &blob.WriterOptions{Metadata: map[string]string{metaID: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w(same.Outputs.Image, same.ID)
+	w(same.Outputs.LossLog, same.ID)
+	w(foreign.Outputs.Image, "0123456789abcdef")
+	rep, err := Run(t.Context(), e.config(man))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Done != 11 || rep.Failed != 1 || rep.Results[1].Status != StatusFailed || !errors.Is(rep.Results[1].Err, ErrConflict) ||
+		!strings.Contains(rep.Results[1].Err.Error(), "(id 0123456789abcdef)") {
+		t.Fatalf("done %d failed %d: %v", rep.Done, rep.Failed, rep.Results[1].Err)
+	}
+	if data, _ := out.ReadAll(t.Context(), same.Outputs.Image); string(data) == "partial" {
+		t.Error("same-ID leftover not replaced")
+	}
+	if data, _ := out.ReadAll(t.Context(), foreign.Outputs.Image); string(data) != "partial" {
+		t.Error("foreign object overwritten")
+	}
+}
+
+// TestCancelAndResume: cancelling mid-pair writes a checkpoint and an interrupted summary; the
+// next run resumes from the checkpoint, computes only the remaining steps and completes.
+func TestCancelAndResume(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	put(t, in, "contents/a.png", pngBytes(t, testImage(20, 14, 1)))
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	const steps = 40
+	man := writeManifest(t, strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""),
+		"steps: 4", fmt.Sprintf("steps: %d", steps), 1))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	prog := &countingProgress{onStep: func(_ string, step int) {
+		if step == 15 {
+			cancel()
+		}
+	}}
+	cfg := e.config(man)
+	cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+	cfg.Progress, cfg.GPUJobs, cfg.CheckpointEvery = prog, 1, 1000
+	rep, err := Run(ctx, cfg)
+	if !errors.Is(err, context.Canceled) || rep == nil || rep.Stopped != "interrupted" || rep.Interrupted != 1 {
+		t.Fatalf("cancelled run: %v, %+v", err, rep)
+	}
+	out := e.bucket(t, e.out)
+	keys := snapshot(t, out)
+	var ckpt string
+	for k := range keys {
+		if strings.HasPrefix(k, "r/_checkpoints/") {
+			ckpt = k
+		}
+	}
+	if ckpt == "" {
+		t.Fatalf("no checkpoint: %v", keys)
+	}
+	var sum Summary
+	data, _ := out.ReadAll(t.Context(), "r/_runs/r1/shard-0-of-1.json")
+	if err := json.Unmarshal(data, &sum); err != nil || !sum.Interrupted || sum.Done != 0 {
+		t.Fatalf("summary %+v (%v)", sum, err)
+	}
+	first := prog.steps.Load()
+
+	prog2 := &countingProgress{}
+	cfg.Progress, cfg.NewEngine = prog2, fakeEngine(transfer.Fake{})
+	rep, err = Run(t.Context(), cfg)
+	if err != nil || rep.Done != 2 {
+		t.Fatalf("resumed run: %v, %+v", err, rep)
+	}
+	resumed := rep.Results[0]
+	if resumed.ResumedAt < 15 || resumed.Steps != steps-resumed.ResumedAt {
+		t.Errorf("resumed at %d, computed %d steps (first run %d)", resumed.ResumedAt, resumed.Steps, first)
+	}
+	if got := prog2.steps.Load(); got >= 2*steps {
+		t.Errorf("resumed run computed %d steps, want fewer than %d", got, 2*steps)
+	}
+	checkOutputs(t, out, rep, steps)
+	if _, ok := snapshot(t, out)[ckpt]; ok {
+		t.Error("checkpoint left after the pair was done")
+	}
+}
+
+// TestMaxFailures: once more than MaxFailures pairs failed, no new pair starts.
+func TestMaxFailures(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	for i := range 6 {
+		put(t, in, fmt.Sprintf("contents/bad%d.png", i), []byte("nope"))
+	}
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
+	cfg := e.config(man)
+	cfg.MaxFailures, cfg.IOJobs, cfg.MaxInFlight = 1, 1, 1
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed < 2 || rep.Failed > 3 || rep.Stopped != "max failures exceeded" || rep.OK() {
+		t.Errorf("failed %d of %d, stopped %q", rep.Failed, rep.Planned, rep.Stopped)
+	}
+}
+
+// TestPanicIsPairError: an engine panic fails its pair only.
+func TestPanicIsPairError(t *testing.T) {
+	e := memEnv()
+	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
+	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
+	cfg := e.config(man)
+	cfg.NewEngine = fakeEngine(transfer.Fake{FailIf: func(r transfer.Request) error {
+		if r.Content.Bounds().Dx() == 14 { // sub/b.png
+			panic("boom")
+		}
+		return nil
+	}})
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 4 || rep.Done != 8 {
+		t.Fatalf("failed %d done %d", rep.Failed, rep.Done)
+	}
+	for _, r := range rep.Results {
+		if r.Status == StatusFailed && (r.Content != "sub/b.png" || !strings.Contains(r.Err.Error(), "panic: boom")) {
+			t.Errorf("%s: %v", r.Content, r.Err)
+		}
+	}
+}
+
+// TestManifestProblemsAllAtOnce: engine-level parameter problems are reported together with
+// their lines, as ErrInvalid, and nothing is written.
+func TestManifestProblemsAllAtOnce(t *testing.T) {
+	e := memEnv()
+	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
+	text := `apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: test}
+spec:
+  model: {weights: random}
+  inputs: {contents: {url: "mem://in/contents/"}, styles: {url: "mem://in/styles/"}}
+  params:
+    size: 16
+    contentLayer: conv9_9
+  presets:
+    - name: soft
+      styleLayers: {conv1_1: 1, conv7_1: 0.5}
+    - {name: bold, styleBlend: [1, 2]}
+  output: {url: "mem://out/r/"}
+`
+	_, err := Run(t.Context(), e.config(writeManifest(t, text)))
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+	for _, want := range []string{"line 9: spec.params.contentLayer:", "line 12: spec.presets[0].styleLayers.conv7_1:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := len(snapshot(t, e.bucket(t, e.out))); n != 0 {
+		t.Errorf("%d objects written", n)
+	}
+	// What only the pipeline checks (one style per pair) comes with its line too.
+	text = strings.Replace(text, "conv9_9", "conv4_2", 1)
+	text = strings.Replace(text, "conv7_1", "conv2_1", 1)
+	_, err = Run(t.Context(), e.config(writeManifest(t, text)))
+	for _, want := range []string{"line 13: spec.presets[1].styleBlend: has 2 weights"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+}
