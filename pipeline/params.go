@@ -63,7 +63,7 @@ func PresetParams(spec manifests.Options, preset manifests.Preset, at string) (t
 		pr.Line = line
 	}
 	if len(ps) > 0 {
-		return p, invalidError{&manifests.Error{Problems: ps}}
+		return p, mergeProblems([]error{&manifests.Error{Problems: ps}})
 	}
 	return p, nil
 }
