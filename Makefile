@@ -23,6 +23,7 @@ setup:
 		tmp=$$(mktemp -d); GOBIN=$$tmp GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
 		mkdir -p $(NST_CACHE)/bin; mv $$tmp/staticcheck $(STATICCHECK); rm -rf $$tmp; fi
 	$(MAKE) --no-print-directory build
+	$(GO) run ./examples/gen
 	bin/nst version
 
 check-setup:

@@ -57,7 +57,7 @@ type env struct {
 }
 
 func commands() []command {
-	return []command{versionCommand(), stylizeCommand()}
+	return []command{versionCommand(), stylizeCommand(), runCommand(), planCommand()}
 }
 
 // commonFlags are accepted by every subcommand.

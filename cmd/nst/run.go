@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/pflag"
+	_ "gocloud.dev/blob/fileblob"
+	_ "gocloud.dev/blob/gcsblob"
+	_ "gocloud.dev/blob/memblob"
+	_ "gocloud.dev/blob/s3blob"
+
+	"github.com/nst-project/nst/pipeline"
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/torch"
+)
+
+// batchFlags are the flags run and plan share.
+type batchFlags struct {
+	manifest   string
+	shardCount int
+	runID      string
+	ioJobs     int
+	force      bool
+}
+
+func (f *batchFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.manifest, "manifest", "", "the batch manifest: a local path or a bucket URL (s3://config/batch.yaml); see docs/manifest.md")
+	fs.IntVar(&f.shardCount, "shard-count", 1, "number of shards the batch is split into (pods of an Indexed Job)")
+	fs.StringVar(&f.runID, "run-id", "", "run ID for summaries and provenance (default <metadata.name>-<manifest digest>-<UTC date>)")
+	fs.IntVar(&f.ioJobs, "io-jobs", 4, "concurrent downloads, and concurrent uploads")
+	fs.BoolVar(&f.force, "force", false, "redo pairs already done and overwrite outputs of other runs")
+}
+
+func (f *batchFlags) config() (pipeline.Config, error) {
+	if f.manifest == "" {
+		return pipeline.Config{}, usagef("--manifest is required")
+	}
+	return pipeline.Config{ManifestURL: f.manifest, ShardCount: f.shardCount, RunID: f.runID, IOJobs: f.ioJobs, Force: f.force, Version: version}, nil
+}
+
+// shardIndexFromEnv is the default of --shard-index: $JOB_COMPLETION_INDEX (Kubernetes Indexed
+// Jobs), else 0.
+func shardIndexFromEnv() (int, error) {
+	v := os.Getenv("JOB_COMPLETION_INDEX")
+	if v == "" {
+		return 0, nil
+	}
+	i, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, usagef("JOB_COMPLETION_INDEX=%q is not a number", v)
+	}
+	return i, nil
+}
+
+func runCommand() command {
+	var (
+		bf                                        batchFlags
+		shardIndex, gpuJobs, maxFailures, ckEvery int
+		maxInFlight, threads                      int
+		grace                                     time.Duration
+		device, cacheDir, metricsPush             string
+	)
+	return command{
+		name:    "run",
+		summary: "stylise a manifest's pairs (one shard of them) into its output bucket",
+		examples: `  nst run --manifest examples/demo.yaml
+  nst run --manifest s3://config/catalogue.yaml --shard-count 8            # shard from $JOB_COMPLETION_INDEX
+  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/batch.yaml --gpu-jobs 2
+  nst run --manifest batch.yaml --force                                    # redo everything`,
+		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
+			bf.register(fs)
+			fs.IntVar(&shardIndex, "shard-index", -1, "this run's shard, 0..shard-count-1 (default $JOB_COMPLETION_INDEX, else 0)")
+			fs.IntVar(&gpuJobs, "gpu-jobs", 1, "pairs stylised at once (compute lanes)")
+			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x gpu-jobs)")
+			fs.IntVar(&maxFailures, "max-failures", 0, "stop taking pairs once more than this many failed (0: no limit)")
+			fs.IntVar(&ckEvery, "checkpoint-every", 50, "write a resumable checkpoint every N steps (-1: only when interrupted)")
+			fs.DurationVar(&grace, "grace-period", 25*time.Second, "time allowed after SIGTERM for checkpoints, finished outputs and the summary")
+			fs.StringVar(&cacheDir, "cache-dir", "", "where downloaded weights are kept (default: the user cache directory /nst/weights)")
+			fs.StringVar(&metricsPush, "metrics-push", "", "Prometheus push gateway URL (accepted; metrics are not pushed yet)")
+			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
+			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
+			return func(ctx context.Context, e *env) error {
+				if len(e.args) > 0 {
+					return usagef("unexpected arguments %q", e.args)
+				}
+				cfg, err := bf.config()
+				if err != nil {
+					return err
+				}
+				if shardIndex < 0 && !fs.Changed("shard-index") {
+					if shardIndex, err = shardIndexFromEnv(); err != nil {
+						return err
+					}
+				}
+				cfg.ShardIndex, cfg.GPUJobs, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, gpuJobs, maxInFlight, maxFailures
+				cfg.CheckpointEvery, cfg.GracePeriod, cfg.CacheDir, cfg.Logger = ckEvery, grace, cacheDir, e.logger
+				if grace == 0 {
+					cfg.GracePeriod = time.Nanosecond
+				}
+				if metricsPush != "" {
+					e.logger.Warn("--metrics-push is accepted but metrics are not pushed yet", "url", metricsPush)
+				}
+				th := threads
+				if th == 0 && gpuJobs > 1 {
+					th = max(1, runtime.NumCPU()/gpuJobs)
+				}
+				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
+					eng, err := torch.New(torch.Options{Weights: spec.WeightsPath, WeightsSHA256: spec.SHA256, RandomWeights: spec.Random,
+						RandomSeed: spec.RandomSeed, Device: device, Threads: th, Logger: e.logger})
+					if err != nil {
+						return nil, nil, err
+					}
+					return eng, eng.Close, nil
+				}
+				prog := newPairProgress(e)
+				cfg.Progress = prog
+				rep, err := pipeline.Run(ctx, cfg)
+				prog.finish()
+				if errors.Is(err, pipeline.ErrInvalid) {
+					return usageError{err}
+				}
+				if rep != nil {
+					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d failed, %d interrupted; summary %s\n",
+						rep.RunID, rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Failed, rep.Interrupted, rep.SummaryKey)
+				}
+				if err != nil {
+					return err
+				}
+				if !rep.OK() {
+					var causes []string
+					for _, r := range rep.Results {
+						if r.Status == pipeline.StatusFailed && len(causes) < 3 {
+							causes = append(causes, r.Err.Error())
+						}
+					}
+					msg := fmt.Sprintf("%d of %d pairs failed", rep.Failed, rep.Planned)
+					if rep.Stopped != "" {
+						msg += " (" + rep.Stopped + ")"
+					}
+					return fmt.Errorf("%s; first: %s", msg, strings.Join(causes, "; "))
+				}
+				return nil
+			}
+		},
+	}
+}
+
+// pairProgress shows a run's progress: a bar of pairs (with the steps of the running ones)
+// and ETA on a terminal; the pipeline's JSON log lines otherwise.
+type pairProgress struct {
+	mu      sync.Mutex
+	bar     *progressbar.ProgressBar
+	planned int
+	ended   int
+	failed  int
+}
+
+func newPairProgress(e *env) *pairProgress {
+	p := &pairProgress{}
+	if e.tty && !e.quiet {
+		p.bar = progressbar.NewOptions(1,
+			progressbar.OptionSetWriter(e.stderr),
+			progressbar.OptionSetDescription("pairs"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+		)
+	}
+	return p
+}
+
+func (p *pairProgress) Planned(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.planned = n
+	if p.bar != nil {
+		p.bar.ChangeMax(max(n, 1))
+	}
+}
+
+func (p *pairProgress) PairStarted(string) {}
+
+func (p *pairProgress) PairStep(id string, step, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil && (step%max(1, total/20) == 0 || step == total) {
+		p.bar.Describe(fmt.Sprintf("pairs (%s step %d/%d, %d failed)", id[:min(8, len(id))], step, total, p.failed))
+	}
+}
+
+func (p *pairProgress) PairDone(r pipeline.PairResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ended++
+	if r.Status == pipeline.StatusFailed {
+		p.failed++
+	}
+	if p.bar != nil {
+		_ = p.bar.Add(1)
+	}
+}
+
+func (p *pairProgress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Exit()
+	}
+}

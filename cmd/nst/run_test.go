@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runArgs(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := runEnv(context.Background(), args, &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+func TestRunPlanFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "--manifest", "x.yaml", "--bogus"},
+		{"plan", "--manifest", "x.yaml", "--nope"},
+		{"run", "--shard-count", "two"},
+	} {
+		code, _, stderr := runArgs(t, nil, args...)
+		if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and one line", args, code, stderr)
+		}
+	}
+	if code, _, stderr := runArgs(t, nil, "run"); code != exitUsage || !strings.Contains(stderr, "--manifest is required") {
+		t.Errorf("no manifest: %d %q", code, stderr)
+	}
+	if code, _, stderr := runArgs(t, map[string]string{"NST_SHARD_COUNT": "zz"}, "run", "--manifest", "m.yaml"); code != exitUsage ||
+		!strings.Contains(stderr, "NST_SHARD_COUNT") {
+		t.Errorf("bad NST_SHARD_COUNT: %d %q", code, stderr)
+	}
+}
+
+// demoManifest writes a tiny file:// batch next to generated images and returns its path.
+func demoManifest(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, p := range []string{"data/contents/a.png", "data/contents/b.png", "data/styles/s.png"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePNG(t, filepath.Join(dir, "data/contents/a.png"), 48, 40, 1)
+	writePNG(t, filepath.Join(dir, "data/contents/b.png"), 40, 48, 2)
+	writePNG(t, filepath.Join(dir, "data/styles/s.png"), 40, 40, 3)
+	m := `apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: cmdtest}
+spec:
+  model: {weights: random}
+  inputs:
+    contents: {url: "file://./data/contents/"}
+    styles: {url: "file://./data/styles/"}
+  params: {size: 48, steps: 2}
+  output: {url: "file://./out/?create_dir=true"}
+`
+	p := filepath.Join(dir, "batch.yaml")
+	if err := os.WriteFile(p, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRunEndToEnd: nst run on a file:// manifest with random weights exits 0 with every output
+// written; a second run exits 0 with everything skipped; plan sees it all done.
+func TestRunEndToEnd(t *testing.T) {
+	man := demoManifest(t)
+	code, stdout, stderr := runArgs(t, map[string]string{"NST_SHARD_COUNT": "1"}, "run", "--manifest", man, "--device", "cpu", "--threads", "1", "--run-id", "t1")
+	if code != exitOK || !strings.Contains(stdout, "2 done") {
+		t.Fatalf("run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	for _, k := range []string{"default/a__s.png", "default/a__s.loss.jsonl", "default/b__s.json", "_runs/t1/shard-0-of-1.json"} {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(man), "out", k)); err != nil {
+			t.Error(err)
+		}
+	}
+	code, stdout, stderr = runArgs(t, nil, "run", "--manifest", man, "--device", "cpu", "--run-id", "t1")
+	if code != exitOK || !strings.Contains(stdout, "0 done, 2 skipped") {
+		t.Fatalf("re-run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	code, stdout, _ = runArgs(t, nil, "plan", "--manifest", man)
+	if code != exitOK || !strings.Contains(stdout, "2 pairs in 1 shards, 2 done") {
+		t.Errorf("plan: %d %s", code, stdout)
+	}
+}
+
+// TestShardDefaults: --shard-index defaults to $JOB_COMPLETION_INDEX and the count comes from
+// NST_SHARD_COUNT; an index outside the count is a usage error.
+func TestShardDefaults(t *testing.T) {
+	man := demoManifest(t)
+	t.Setenv("JOB_COMPLETION_INDEX", "1")
+	code, stdout, stderr := runArgs(t, map[string]string{"NST_SHARD_COUNT": "2"}, "run", "--manifest", man, "--device", "cpu", "--run-id", "t2")
+	if code != exitOK || !strings.Contains(stdout, "shard 1/2: 1 pairs: 1 done") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	t.Setenv("JOB_COMPLETION_INDEX", "5")
+	if code, _, stderr := runArgs(t, map[string]string{"NST_SHARD_COUNT": "2"}, "run", "--manifest", man); code != exitUsage {
+		t.Errorf("index 5 of 2: exit %d %s", code, stderr)
+	}
+}
+
+// TestRunBadManifest: a manifest problem exits 2 before any work.
+func TestRunBadManifest(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(p, []byte("apiVersion: nst/v1\nkind: StyleBatch\nmetadata: {name: x}\nspec:\n  model: {weights: random}\n  bogus: 1\n"), 0o644)
+	code, _, stderr := runArgs(t, nil, "run", "--manifest", p)
+	if code != exitUsage || !strings.Contains(stderr, "line 6") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+}
