@@ -17,11 +17,10 @@ import (
 
 // env is one backend for the end-to-end scenario.
 type env struct {
-	open           func(ctx context.Context, u string) (*blob.Bucket, error) // for the test's own access
-	runOpen        func(ctx context.Context, u string) (*blob.Bucket, error) // Config.OpenBucket (nil: default)
-	in, out, out2  string                                                    // bucket URLs (as OpenBucket gets them)
-	dir            func(bucketURL, prefix string) string                     // directory URL in a manifest
-	skipModTimeCmp bool
+	open          func(ctx context.Context, u string) (*blob.Bucket, error) // for the test's own access
+	runOpen       func(ctx context.Context, u string) (*blob.Bucket, error) // Config.OpenBucket (nil: default)
+	in, out, out2 string                                                    // bucket URLs (as OpenBucket gets them)
+	dir           func(bucketURL, prefix string) string                     // directory URL in a manifest
 }
 
 func memEnv() env {
