@@ -347,7 +347,7 @@ func (r *fakeRun) run(ctx context.Context) (*image.NRGBA, []Step, error) {
 	// stop handles cancellation: one more checkpoint if this call made progress.
 	stop := func(cause error) error {
 		err := fmt.Errorf("stopped after step %d: %w", len(log), cause)
-		if len(log) > resumed && req.CheckpointEvery > 0 && req.OnCheckpoint != nil {
+		if len(log) > resumed && req.OnCheckpoint != nil {
 			if cerr := req.OnCheckpoint(r.checkpoint(x, xs, log)); cerr != nil {
 				err = errors.Join(err, fmt.Errorf("checkpoint at step %d: %w", len(log), cerr))
 			}

@@ -42,8 +42,9 @@ type Request struct {
 	// SaveEvery > 0 calls OnImage with the current image every SaveEvery steps.
 	SaveEvery int
 	OnImage   func(step int, img *image.NRGBA) error
-	// CheckpointEvery > 0 calls OnCheckpoint every CheckpointEvery steps, and once more when
-	// ctx is cancelled mid-run (with what was reached), so the run can be resumed.
+	// CheckpointEvery > 0 calls OnCheckpoint every CheckpointEvery steps. Whenever OnCheckpoint
+	// is set it is also called once when ctx is cancelled mid-run (with what was reached), so an
+	// interrupted run can be resumed.
 	CheckpointEvery int
 	OnCheckpoint    func(*Checkpoint) error
 }

@@ -1,0 +1,361 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nst-project/nst/transfer"
+)
+
+// Options configure a Pool.
+type Options struct {
+	// Command starts one worker: a program that calls Serve on its stdin and stdout, e.g.
+	// {"/usr/local/bin/nst", "worker", "--weights", path}. Required.
+	Command []string
+	// Env is the workers' environment (nil: the parent's).
+	Env []string
+	// Size is how many workers may run at once (concurrent Stylize calls beyond it wait).
+	// 0 means 1.
+	Size int
+	// MaxPairs recycles a worker after this many jobs (0: never), returning what libtorch and
+	// gotch never free.
+	MaxPairs int
+	// CancelWait is how long a cancelled job's worker may take to send its checkpoint and stop
+	// before it is killed (0: 30s).
+	CancelWait time.Duration
+	// Logger receives the workers' stderr lines and pool events (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Pool is a transfer.Optimizer whose Stylize runs in a worker process. It is safe for
+// concurrent use. A worker that crashes fails only the job it was running; the next job starts
+// a new one.
+type Pool struct {
+	opts  Options
+	slots chan struct{}
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	idle   []*proc
+	info   transfer.Info
+	closed bool
+}
+
+var _ transfer.Optimizer = (*Pool)(nil)
+
+// ErrCrashed is wrapped by the error of a job whose worker died.
+var ErrCrashed = errors.New("engine worker crashed")
+
+// New starts one worker to check the command works and to learn the engine's Info.
+func New(ctx context.Context, opts Options) (*Pool, error) {
+	if len(opts.Command) == 0 {
+		return nil, errors.New("worker: no command")
+	}
+	if opts.Size < 1 {
+		opts.Size = 1
+	}
+	if opts.CancelWait <= 0 {
+		opts.CancelWait = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	p := &Pool{opts: opts, slots: make(chan struct{}, opts.Size), log: log}
+	w, err := p.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.info = w.info
+	p.idle = append(p.idle, w)
+	return p, nil
+}
+
+// Info is the engine's, as the first worker reported it.
+func (p *Pool) Info() transfer.Info { return p.info }
+
+// Close stops the idle workers; busy ones stop when their job ends.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, w := range p.idle {
+		w.stop()
+	}
+	p.idle = nil
+	return nil
+}
+
+// proc is one worker process.
+type proc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	enc    *gob.Encoder
+	dec    *gob.Decoder
+	info   transfer.Info
+	jobs   int
+	stderr *tail
+	exited chan struct{}
+	err    error // the process's exit status, once exited is closed
+}
+
+// tail keeps the last lines a worker wrote to stderr (to explain a crash) and logs them all.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *tail) add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, s)
+	if len(t.lines) > 8 {
+		t.lines = t.lines[1:]
+	}
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, " | ")
+}
+
+func (p *Pool) start(ctx context.Context) (*proc, error) {
+	cmd := exec.Command(p.opts.Command[0], p.opts.Command[1:]...)
+	cmd.Env = p.opts.Env
+	// A worker must not outlive its parent (Linux), and Ctrl-C in a terminal reaches the
+	// parent only: the parent cancels the job so the worker can checkpoint first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start engine worker %s: %w", p.opts.Command[0], err)
+	}
+	w := &proc{cmd: cmd, stdin: stdin, enc: gob.NewEncoder(stdin), dec: gob.NewDecoder(bufio.NewReader(stdout)),
+		stderr: &tail{}, exited: make(chan struct{})}
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			w.stderr.add(sc.Text())
+			p.log.Info("worker", "pid", cmd.Process.Pid, "log", sc.Text())
+		}
+	}()
+	go func() {
+		<-stderrDone
+		w.err = cmd.Wait()
+		close(w.exited)
+	}()
+
+	helloc := make(chan error, 1)
+	go func() {
+		var h hello
+		err := w.dec.Decode(&h)
+		w.info = h.Info
+		helloc <- err
+	}()
+	select {
+	case err := <-helloc:
+		if err != nil {
+			w.stop()
+			<-w.exited
+			return nil, fmt.Errorf("engine worker did not start (%v): %s", w.err, w.stderr)
+		}
+	case <-ctx.Done():
+		w.stop()
+		return nil, ctx.Err()
+	}
+	p.log.Info("engine worker started", "pid", cmd.Process.Pid, "device", w.info.Device)
+	return w, nil
+}
+
+// stop ends a worker: closing stdin asks it to exit; a kill makes sure.
+func (w *proc) stop() {
+	_ = w.stdin.Close()
+	select {
+	case <-w.exited:
+	case <-time.After(5 * time.Second):
+		_ = w.cmd.Process.Kill()
+	}
+}
+
+func (w *proc) kill() {
+	_ = w.cmd.Process.Kill()
+	_ = w.stdin.Close()
+}
+
+// get returns an idle worker or starts one.
+func (p *Pool) get(ctx context.Context) (*proc, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("worker: pool is closed")
+	}
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return w, nil
+	}
+	p.mu.Unlock()
+	return p.start(ctx)
+}
+
+// put returns a healthy worker to the pool, or retires it after MaxPairs jobs.
+func (p *Pool) put(w *proc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || (p.opts.MaxPairs > 0 && w.jobs >= p.opts.MaxPairs) {
+		go w.stop()
+		return
+	}
+	p.idle = append(p.idle, w)
+}
+
+// Stylize runs req in a worker. Callbacks run in the caller's process, on the goroutine that
+// reads the worker's events; an error from one cancels the job and is returned.
+func (p *Pool) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-p.slots }()
+
+	w, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j := &job{
+		Content: asNRGBA(req.Content), StyleKeys: req.StyleKeys, Params: req.Params, Resume: req.Resume,
+		SaveEvery: req.SaveEvery, CheckpointEvery: req.CheckpointEvery,
+		WantSteps: req.OnStep != nil, WantImages: req.OnImage != nil, WantCheckpoints: req.OnCheckpoint != nil,
+	}
+	for _, s := range req.Styles {
+		j.Styles = append(j.Styles, asNRGBA(s))
+	}
+	w.jobs++
+	if err := w.enc.Encode(&control{Job: j}); err != nil {
+		w.kill()
+		return nil, p.crashed(w, err)
+	}
+
+	events := make(chan event)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(events)
+		for {
+			var ev event
+			if err := w.dec.Decode(&ev); err != nil {
+				readErr <- err
+				return
+			}
+			events <- ev
+			if ev.Result != nil || ev.Err != nil {
+				return
+			}
+		}
+	}()
+
+	var callbackErr error
+	var deadline <-chan time.Time // set once the job is cancelled
+	cancel := func() {
+		if deadline == nil {
+			deadline = time.After(p.opts.CancelWait)
+			_ = w.enc.Encode(&control{Cancel: true})
+		}
+	}
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case <-deadline:
+			w.kill()
+			<-events // the reader ends now the pipe is closed
+			err := fmt.Errorf("engine worker did not stop within %v of cancellation: killed", p.opts.CancelWait)
+			if callbackErr != nil {
+				return nil, errors.Join(callbackErr, err)
+			}
+			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+		case <-ctxDone:
+			cancel()
+			ctxDone = nil // keep reading: the worker still sends its checkpoint and error
+		case ev, ok := <-events:
+			if !ok {
+				err := <-readErr
+				w.kill()
+				return nil, p.crashed(w, err)
+			}
+			switch {
+			case ev.Step != nil && req.OnStep != nil && callbackErr == nil:
+				if err := req.OnStep(*ev.Step); err != nil {
+					callbackErr = fmt.Errorf("step %d: %w", ev.Step.Step, err)
+					cancel()
+				}
+			case ev.Image != nil && req.OnImage != nil && callbackErr == nil:
+				if err := req.OnImage(ev.Image.Step, ev.Image.Image); err != nil {
+					callbackErr = fmt.Errorf("save image at step %d: %w", ev.Image.Step, err)
+					cancel()
+				}
+			case ev.Checkpoint != nil && req.OnCheckpoint != nil:
+				if err := req.OnCheckpoint(ev.Checkpoint); err != nil && callbackErr == nil {
+					callbackErr = fmt.Errorf("checkpoint at step %d: %w", ev.Checkpoint.Step, err)
+					cancel()
+				}
+			case ev.Result != nil:
+				p.put(w)
+				if callbackErr != nil {
+					return nil, callbackErr
+				}
+				return ev.Result, nil
+			case ev.Err != nil:
+				p.put(w)
+				if callbackErr != nil {
+					return nil, callbackErr
+				}
+				return nil, ev.Err.err()
+			}
+		}
+	}
+}
+
+// crashed describes a worker that stopped mid-job, from its exit status and last log lines.
+func (p *Pool) crashed(w *proc, readErr error) error {
+	select {
+	case <-w.exited:
+	case <-time.After(5 * time.Second):
+	}
+	status := "still running"
+	if w.err != nil {
+		status = w.err.Error()
+	} else if w.cmd.ProcessState != nil {
+		status = w.cmd.ProcessState.String()
+	}
+	p.log.Error("engine worker died", "pid", w.cmd.Process.Pid, "status", status, "read", readErr)
+	msg := fmt.Sprintf("%v (%s)", ErrCrashed, status)
+	if t := w.stderr.String(); t != "" {
+		msg += ": " + t
+	}
+	return &remoteError{msg: msg, class: ErrCrashed}
+}
