@@ -42,6 +42,7 @@ type command struct {
 	name     string
 	summary  string
 	examples string
+	hidden   bool // left out of nst --help (internal commands)
 	setup    func(fs *pflag.FlagSet) func(ctx context.Context, env *env) error
 }
 
@@ -57,7 +58,7 @@ type env struct {
 }
 
 func commands() []command {
-	return []command{versionCommand(), stylizeCommand(), runCommand(), planCommand()}
+	return []command{versionCommand(), stylizeCommand(), runCommand(), planCommand(), workerCommand()}
 }
 
 // commonFlags are accepted by every subcommand.
@@ -195,7 +196,9 @@ func topUsage(w io.Writer, cmds []command) {
 	fmt.Fprintf(w, "nst %s: neural style transfer over image catalogues\n\nUsage:\n  nst <command> [flags]\n\nCommands:\n", version)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		if !c.hidden {
+			fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		}
 	}
 	fmt.Fprint(w, "\nRun 'nst <command> --help' for its flags and examples.\n\n")
 	fmt.Fprint(w, exitCodeHelp)

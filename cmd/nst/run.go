@@ -20,7 +20,7 @@ import (
 
 	"github.com/nst-project/nst/pipeline"
 	"github.com/nst-project/nst/transfer"
-	"github.com/nst-project/nst/transfer/torch"
+	"github.com/nst-project/nst/transfer/worker"
 )
 
 // batchFlags are the flags run and plan share.
@@ -65,7 +65,8 @@ func runCommand() command {
 	var (
 		bf                                        batchFlags
 		shardIndex, gpuJobs, maxFailures, ckEvery int
-		maxInFlight, threads                      int
+		maxInFlight, threads, workerMaxPairs      int
+		inProcess                                 bool
 		grace                                     time.Duration
 		device, cacheDir, metricsPush             string
 	)
@@ -88,6 +89,8 @@ func runCommand() command {
 			fs.StringVar(&metricsPush, "metrics-push", "", "Prometheus push gateway URL (accepted; metrics are not pushed yet)")
 			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
 			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
+			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the batch)")
+			fs.IntVar(&workerMaxPairs, "worker-max-pairs", 100, "start a fresh engine worker after this many pairs, returning memory libtorch keeps (0: never)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return usagef("unexpected arguments %q", e.args)
@@ -113,13 +116,30 @@ func runCommand() command {
 				if th == 0 && gpuJobs > 1 {
 					th = max(1, runtime.NumCPU()/gpuJobs)
 				}
+				ef := engineFlags{device: device, threads: th}
 				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
-					eng, err := torch.New(torch.Options{Weights: spec.WeightsPath, WeightsSHA256: spec.SHA256, RandomWeights: spec.Random,
-						RandomSeed: spec.RandomSeed, Device: device, Threads: th, Logger: e.logger})
+					ef.weights, ef.weightsSHA256, ef.randomWeights = spec.WeightsPath, spec.SHA256, spec.Random
+					if inProcess {
+						eng, err := ef.openSeeded(e, spec.RandomSeed)
+						if err != nil {
+							return nil, nil, err
+						}
+						return eng, eng.Close, nil
+					}
+					// Each compute lane is a child process (nst worker): a libtorch crash fails
+					// only the pair it was running, and recycling returns leaked memory.
+					exe, err := os.Executable()
 					if err != nil {
 						return nil, nil, err
 					}
-					return eng, eng.Close, nil
+					pool, err := worker.New(ctx, worker.Options{
+						Command: append([]string{exe}, ef.workerArgs(spec.RandomSeed)...),
+						Size:    gpuJobs, MaxPairs: workerMaxPairs, CancelWait: cfg.GracePeriod, Logger: e.logger,
+					})
+					if err != nil {
+						return nil, nil, err
+					}
+					return pool, pool.Close, nil
 				}
 				prog := newPairProgress(e)
 				cfg.Progress = prog

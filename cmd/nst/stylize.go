@@ -83,11 +83,16 @@ func (f *paramFlags) params(fs *pflag.FlagSet) (transfer.Params, error) {
 }
 
 func (f *engineFlags) open(ctx context.Context, e *env) (*torch.Engine, error) {
+	return f.openSeeded(e, 0)
+}
+
+// openSeeded opens the torch engine; seed seeds --random-weights.
+func (f *engineFlags) openSeeded(e *env, seed int64) (*torch.Engine, error) {
 	if f.weights == "" && !f.randomWeights {
 		return nil, usagef("no VGG19 weights: %s", torch.WeightsHelp)
 	}
 	return torch.New(torch.Options{
-		Weights: f.weights, WeightsSHA256: f.weightsSHA256, RandomWeights: f.randomWeights,
+		Weights: f.weights, WeightsSHA256: f.weightsSHA256, RandomWeights: f.randomWeights, RandomSeed: seed,
 		Device: f.device, Threads: f.threads, Logger: e.logger,
 	})
 }
