@@ -55,6 +55,11 @@ type Fake struct {
 	// FailIf, if set, is called first in every Stylize; a non-nil error is returned, wrapped,
 	// before any work (for failure injection).
 	FailIf func(Request) error
+	// EnforceMinSide makes Stylize refuse, as the torch engine does, with an error wrapping
+	// ErrBadInput, a content whose side at some scale (after Fit to Size; images are never
+	// scaled up) is under MinSide(Params), or a style resized for it that is. Off, Fake
+	// stylises images of any size (1x1 included), which keeps tiny test images cheap.
+	EnforceMinSide bool
 }
 
 var _ Optimizer = Fake{}
@@ -143,6 +148,15 @@ func newFakeRun(f Fake, req Request) (*fakeRun, error) {
 		r.scales = append(r.scales, fakeScale{img: img, w: img.Rect.Dx(), h: img.Rect.Dy(), c: toPlanes(img)})
 	}
 
+	need := MinSide(p)
+	if f.EnforceMinSide {
+		for i, sc := range r.scales {
+			if sc.w < need || sc.h < need {
+				return nil, fmt.Errorf("%w: the content is %dx%d px at scale %d of %d; %s needs at least %d px per side",
+					ErrBadInput, sc.w, sc.h, i+1, n, vggLayers[deepestLayer(p)], need)
+			}
+		}
+	}
 	fw, fh := full.Rect.Dx(), full.Rect.Dy()
 	for i, s := range req.Styles {
 		st := imaging.ToNRGBA(s)
@@ -152,6 +166,10 @@ func newFakeRun(f Fake, req Request) (*fakeRun, error) {
 			sw, sh := st.Rect.Dx(), st.Rect.Dy()
 			l := float64(longest) * p.StyleScale / float64(max(sw, sh))
 			st = imaging.Resize(st, int(math.Round(float64(sw)*l)), int(math.Round(float64(sh)*l)))
+		}
+		if f.EnforceMinSide && (st.Rect.Dx() < need || st.Rect.Dy() < need) {
+			return nil, fmt.Errorf("%w: a style is %dx%d px; %s needs at least %d px per side",
+				ErrBadInput, st.Rect.Dx(), st.Rect.Dy(), vggLayers[deepestLayer(p)], need)
 		}
 		if i == 0 {
 			r.first = st
@@ -164,6 +182,15 @@ func newFakeRun(f Fake, req Request) (*fakeRun, error) {
 		}
 	}
 	return r, nil
+}
+
+// deepestLayer is the index of p's deepest layer (valid params: at least 0).
+func deepestLayer(p Params) int {
+	d := max(LayerIndex(p.ContentLayer), 0)
+	for _, l := range p.StyleLayers {
+		d = max(d, LayerIndex(l.Layer))
+	}
+	return d
 }
 
 func allMagenta(img *image.NRGBA) bool {

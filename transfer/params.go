@@ -37,6 +37,27 @@ func LayerIndex(name string) int {
 	return -1
 }
 
+// pooledLayers are the VGG19 conv layers followed by a 2x2 max pool.
+var pooledLayers = map[string]bool{"conv1_2": true, "conv2_2": true, "conv3_4": true, "conv4_4": true, "conv5_4": true}
+
+// MinSide is the shortest image side, in pixels, the engine can take with p: every max pool
+// before p's deepest layer (content or style) halves the side, and that layer needs at least
+// one pixel left. With the default layers (conv5_1 deepest) it is 16. Unknown layers count as
+// none.
+func MinSide(p Params) int {
+	deepest := LayerIndex(p.ContentLayer)
+	for _, l := range p.StyleLayers {
+		deepest = max(deepest, LayerIndex(l.Layer))
+	}
+	pools := 0
+	for i := 0; i < deepest; i++ {
+		if pooledLayers[vggLayers[i]] {
+			pools++
+		}
+	}
+	return 1 << pools
+}
+
 // LayerWeight is one style layer and its weight in the style loss.
 type LayerWeight struct {
 	Layer  string  `json:"layer"`
