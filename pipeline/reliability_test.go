@@ -1,0 +1,344 @@
+package pipeline
+
+// Reliability proof for the nightly-catalogue issue: bad and odd images, hostile manifests,
+// NaN and engine failures, interruption, secrets, and load. Storage faults are in
+// faults_test.go. docs/RELIABILITY.md lists every case with the test that proves it.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/color/palette"
+	"image/gif"
+	"runtime"
+	"strings"
+	"testing"
+
+	"gocloud.dev/blob"
+
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/imaging"
+)
+
+// --- image bytes (approach and helpers from transfer/imaging's tests) ---
+
+// relWithExif inserts an APP1 EXIF segment holding Orientation o (big-endian TIFF) right after
+// the SOI marker of a JPEG.
+func relWithExif(jpg []byte, o uint16) []byte {
+	bo := binary.BigEndian
+	tiff := []byte("MM")
+	tiff = bo.AppendUint16(tiff, 42)
+	tiff = bo.AppendUint32(tiff, 8)
+	tiff = bo.AppendUint16(tiff, 1)
+	tiff = bo.AppendUint16(tiff, 0x0112)
+	tiff = bo.AppendUint16(tiff, 3)
+	tiff = bo.AppendUint32(tiff, 1)
+	tiff = bo.AppendUint16(tiff, o)
+	tiff = append(tiff, 0, 0)
+	tiff = bo.AppendUint32(tiff, 0)
+	seg := append([]byte("Exif\x00\x00"), tiff...)
+	out := append([]byte{}, jpg[:2]...)
+	out = append(out, 0xff, 0xe1)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(seg)+2))
+	out = append(out, seg...)
+	return append(out, jpg[2:]...)
+}
+
+// relPNGHeader returns a PNG signature and a valid IHDR (correct CRC) claiming w x h 8-bit RGB,
+// followed by a few bytes of nothing: a "decompression bomb" header.
+func relPNGHeader(w, h uint32) []byte {
+	out := []byte("\x89PNG\r\n\x1a\n")
+	data := binary.BigEndian.AppendUint32(nil, w)
+	data = binary.BigEndian.AppendUint32(data, h)
+	data = append(data, 8, 2, 0, 0, 0)
+	chunk := append([]byte("IHDR"), data...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(data)))
+	out = append(out, chunk...)
+	out = binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(chunk))
+	return append(out, make([]byte, 64)...)
+}
+
+// relCMYKJPEG hand-builds a baseline 16x16 four-component JPEG with an Adobe APP14 segment
+// (transform 0: CMYK, stored inverted) whose every pixel is ink c, m, y, k (Go's encoder writes
+// no CMYK). Four 8x8 MCUs; DC differences after the first are 0.
+func relCMYKJPEG(c, m, y, k uint8) []byte {
+	seg := func(marker byte, payload []byte) []byte {
+		out := []byte{0xff, marker}
+		out = binary.BigEndian.AppendUint16(out, uint16(len(payload)+2))
+		return append(out, payload...)
+	}
+	out := []byte{0xff, 0xd8}
+	out = append(out, seg(0xee, []byte("Adobe\x00\x64\x00\x00\x00\x00\x00"))...)
+	dqt := []byte{0}
+	for range 64 {
+		dqt = append(dqt, 1)
+	}
+	out = append(out, seg(0xdb, dqt)...)
+	sof := []byte{8, 0, 16, 0, 16, 4}
+	for id := byte(1); id <= 4; id++ {
+		sof = append(sof, id, 0x11, 0)
+	}
+	out = append(out, seg(0xc0, sof)...)
+	dc := append([]byte{0x00}, make([]byte, 16)...)
+	dc[4] = 12 // 12 codes of 4 bits: code = category
+	for s := byte(0); s < 12; s++ {
+		dc = append(dc, s)
+	}
+	out = append(out, seg(0xc4, dc)...)
+	ac := append([]byte{0x10}, make([]byte, 16)...)
+	ac[1] = 1
+	out = append(out, seg(0xc4, append(ac, 0))...)
+	sos := []byte{4}
+	for id := byte(1); id <= 4; id++ {
+		sos = append(sos, id, 0x00)
+	}
+	out = append(out, seg(0xda, append(sos, 0, 63, 0))...)
+	var bits []bool
+	put := func(v uint32, n int) {
+		for i := n - 1; i >= 0; i-- {
+			bits = append(bits, v>>i&1 == 1)
+		}
+	}
+	for mcu := range 4 {
+		for _, ink := range []uint8{c, m, y, k} {
+			d := 0
+			if mcu == 0 {
+				d = 8 * (255 - int(ink) - 128)
+			}
+			cat, mag := 0, max(d, -d)
+			for mag>>cat != 0 {
+				cat++
+			}
+			put(uint32(cat), 4)
+			if d < 0 {
+				d += 1<<cat - 1
+			}
+			put(uint32(d), cat)
+			put(0, 1) // EOB
+		}
+	}
+	for len(bits)%8 != 0 {
+		bits = append(bits, true)
+	}
+	for i := 0; i < len(bits); i += 8 {
+		var b byte
+		for _, bit := range bits[i : i+8] {
+			b <<= 1
+			if bit {
+				b |= 1
+			}
+		}
+		out = append(out, b)
+		if b == 0xff {
+			out = append(out, 0)
+		}
+	}
+	return append(out, 0xff, 0xd9)
+}
+
+func deep16PNG(t testing.TB) []byte {
+	img := image.NewRGBA64(image.Rect(0, 0, 24, 20))
+	for y := range 20 {
+		for x := range 24 {
+			img.SetRGBA64(x, y, color.RGBA64{uint16(x * 2700), uint16(y * 3200), 0x8000, 0xffff})
+		}
+	}
+	return pngBytes(t, img)
+}
+
+func grayImage(w, h int) *image.Gray {
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 3)
+	}
+	return img
+}
+
+func palettedImage(w, h int) *image.Paletted {
+	img := image.NewPaletted(image.Rect(0, 0, w, h), palette.Plan9)
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i % 200)
+	}
+	return img
+}
+
+func alphaImage(w, h int) *image.NRGBA {
+	img := testImage(w, h, 6)
+	for i := 3; i < len(img.Pix); i += 4 {
+		img.Pix[i] = uint8(i / 4 % 256) // 0 (fully transparent) and up
+	}
+	return img
+}
+
+// animatedGIF has two 24x24 frames, red then blue.
+func animatedGIF(t testing.TB) []byte {
+	pal := color.Palette{color.RGBA{255, 0, 0, 255}, color.RGBA{0, 0, 255, 255}}
+	var frames []*image.Paletted
+	for i := range 2 {
+		f := image.NewPaletted(image.Rect(0, 0, 24, 24), pal)
+		for j := range f.Pix {
+			f.Pix[j] = uint8(i)
+		}
+		frames = append(frames, f)
+	}
+	var buf bytes.Buffer
+	if err := gif.EncodeAll(&buf, &gif.GIF{Image: frames, Delay: []int{10, 10}}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// relManifest is a one-preset manifest (size 32, 2 steps) over mem://in.
+func relManifest(extra string) string {
+	return `apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: rel}
+spec:
+  model: {weights: random}
+  inputs:
+    contents: {url: "mem://in/contents/"}
+    styles: {url: "mem://in/styles/"}
+  params: {size: 32, steps: 2}
+  output: {url: "mem://out/r/"}
+` + extra
+}
+
+// readSummary reads a run's summary.
+func readSummary(t *testing.T, out *blob.Bucket, key string) Summary {
+	t.Helper()
+	data, err := out.ReadAll(t.Context(), key)
+	if err != nil {
+		t.Fatalf("summary %s: %v", key, err)
+	}
+	var s Summary
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatalf("summary %s: %v", key, err)
+	}
+	return s
+}
+
+// TestBadImageCatalogue runs one batch over every kind of broken or odd image next to good
+// ones: each broken image fails only its own pair, with its cause (op and message) in the
+// report and the summary; every odd-but-valid image is stylised.
+func TestBadImageCatalogue(t *testing.T) {
+	good := jpegBytes(t, testImage(30, 30, 7))
+	goodPNG := pngBytes(t, testImage(30, 30, 8))
+	exifJPEG := relWithExif(jpegBytes(t, testImage(32, 20, 9)), 6) // stored 32x20, shown 20x32
+	cases := []struct {
+		key  string
+		data []byte
+		op   string // "" means done
+		is   error
+		msg  string // in the summary's error
+		w, h int    // output size, for done items (0: unchecked)
+	}{
+		{"good.png", goodPNG, "", nil, "", 30, 30},
+		{"good2.jpg", good, "", nil, "", 30, 30},
+		{"empty.jpg", []byte{}, OpDecode, imaging.ErrCorrupt, "corrupt image: empty input", 0, 0},
+		{"trunc.jpg", good[:len(good)/2], OpDecode, imaging.ErrCorrupt, "corrupt image: jpeg", 0, 0},
+		{"trunc-late.jpg", good[:len(good)-40], OpDecode, imaging.ErrCorrupt, "corrupt image: jpeg pixels", 0, 0},
+		{"trunc2.png", goodPNG[:len(goodPNG)/2], OpDecode, imaging.ErrCorrupt, "corrupt image: png pixels", 0, 0},
+		{"text.jpg", []byte("<html>not an image</html>"), OpDecode, imaging.ErrUnsupported, "unknown format", 0, 0},
+		{"bomb.png", relPNGHeader(50000, 50000), OpDecode, imaging.ErrTooLarge, "image is 50000x50000 pixels, over the limit", 0, 0},
+		{"deep16.png", deep16PNG(t), "", nil, "", 24, 20},
+		{"gray.png", pngBytes(t, grayImage(20, 20)), "", nil, "", 20, 20},
+		{"gray2.jpg", jpegBytes(t, grayImage(20, 20)), "", nil, "", 20, 20},
+		{"cmyk.jpg", relCMYKJPEG(0, 255, 255, 0), "", nil, "", 16, 16},
+		{"paletted.png", pngBytes(t, palettedImage(20, 20)), "", nil, "", 20, 20},
+		{"alpha.png", pngBytes(t, alphaImage(20, 20)), "", nil, "", 20, 20},
+		{"exif.jpg", exifJPEG, "", nil, "", 20, 32},
+		{"anim.gif", animatedGIF(t), "", nil, "", 24, 24},
+		{"tiny.png", pngBytes(t, testImage(1, 1, 1)), OpStylize, transfer.ErrBadInput,
+			"the content is 1x1 px at scale 1 of 1; conv5_1 needs at least 16 px per side", 0, 0},
+		{"small.png", pngBytes(t, testImage(12, 12, 1)), OpStylize, transfer.ErrBadInput, "the content is 12x12 px", 0, 0},
+		{"thin.png", pngBytes(t, testImage(200, 10, 1)), OpStylize, transfer.ErrBadInput, "the content is 32x2 px", 0, 0},
+	}
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	for _, c := range cases {
+		put(t, in, "contents/"+c.key, c.data)
+	}
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(24, 24, 4)))
+	cfg := e.config(writeManifest(t, relManifest("")))
+	cfg.NewEngine = fakeEngine(transfer.Fake{EnforceMinSide: true})
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.bucket(t, e.out)
+	sum := readSummary(t, out, rep.SummaryKey)
+	failures := map[string]SummaryFailure{}
+	for _, f := range sum.Failures {
+		failures[f.Content] = f
+	}
+	results := map[string]PairResult{}
+	for _, r := range rep.Results {
+		results[r.Content] = r
+	}
+	wantFailed := 0
+	for _, c := range cases {
+		t.Run(c.key, func(t *testing.T) {
+			r, ok := results[c.key]
+			if !ok {
+				t.Fatalf("no result")
+			}
+			if c.op == "" {
+				if r.Status != StatusDone {
+					t.Fatalf("status %s: %v", r.Status, r.Err)
+				}
+				var p Provenance
+				data, err := out.ReadAll(t.Context(), r.Outputs.Provenance)
+				if err != nil || json.Unmarshal(data, &p) != nil {
+					t.Fatalf("provenance: %v", err)
+				}
+				if p.Output.Width != c.w || p.Output.Height != c.h {
+					t.Errorf("output %dx%d, want %dx%d", p.Output.Width, p.Output.Height, c.w, c.h)
+				}
+				return
+			}
+			wantFailed++
+			var pe *PairError
+			if r.Status != StatusFailed || !errors.As(r.Err, &pe) || pe.Op != c.op || !errors.Is(r.Err, c.is) {
+				t.Fatalf("status %s, err %v; want op %s wrapping %v", r.Status, r.Err, c.op, c.is)
+			}
+			f, ok := failures[c.key]
+			if !ok || f.Op != c.op || !strings.Contains(f.Error, c.msg) || f.ID == "" {
+				t.Errorf("summary failure %+v, want op %s and %q", f, c.op, c.msg)
+			}
+			if c.op != OpStylize && !strings.Contains(f.Error, c.key) {
+				t.Errorf("summary error %q does not name %s", f.Error, c.key)
+			}
+			for _, k := range []string{r.Outputs.Image, r.Outputs.LossLog, r.Outputs.Provenance} {
+				if ok, _ := out.Exists(t.Context(), k); ok {
+					t.Errorf("failed pair left %s", k)
+				}
+			}
+			t.Logf("%s: %s: %s", c.key, f.Op, f.Error)
+		})
+	}
+	if rep.Failed != wantFailed || rep.Done != len(cases)-wantFailed || sum.Failed != wantFailed {
+		t.Errorf("report: done %d failed %d; summary failed %d; want failed %d", rep.Done, rep.Failed, sum.Failed, wantFailed)
+	}
+	checkOutputs(t, out, rep, 2)
+}
+
+// TestBombHeaderAllocatesLittle: a PNG header claiming 50000x50000 pixels (7.5 GB of RGB) is
+// refused after a few kilobytes of allocation.
+func TestBombHeaderAllocatesLittle(t *testing.T) {
+	data := relPNGHeader(50000, 50000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _, err := imaging.Decode(bytes.NewReader(data), imaging.DefaultLimits())
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, imaging.ErrTooLarge) {
+		t.Fatalf("err = %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("allocated %d bytes before refusing", got)
+	}
+}
