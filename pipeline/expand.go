@@ -476,8 +476,8 @@ func (b *batch) buildItems(pairs []pairIn, params []transfer.Params) error {
 
 // OutputKeysFor returns the output keys of content key content (relative to the contents
 // URL) and style key style with preset, under prefix (the output URL's prefix) for format
-// ("png" or "jpeg"): prefix+"preset/contentStem__styleStem" plus ".png"/".jpg", ".loss.jsonl"
-// and ".json". contentStem is content without its extension (directories kept), styleStem the
+// ("png" or "jpeg"): prefix+"preset/contentStem__styleStem" plus ".png"/".jpg", ".loss.jsonl",
+// ".loss.png" and ".json". contentStem is content without its extension (directories kept), styleStem the
 // style's base name without extension. Keys that would escape the prefix (absolute, "..",
 // "." or empty segments, backslashes) are refused.
 func OutputKeysFor(prefix, preset, content, style, format string) (OutputKeys, error) {
@@ -501,7 +501,7 @@ func outputKeys(prefix, preset, content, style, format string) (OutputKeys, erro
 	if format == manifests.FormatJPEG {
 		ext = ".jpg"
 	}
-	return OutputKeys{Image: base + ext, LossLog: base + ".loss.jsonl", Provenance: base + ".json"}, nil
+	return OutputKeys{Image: base + ext, LossLog: base + ".loss.jsonl", LossPlot: base + ".loss.png", Provenance: base + ".json"}, nil
 }
 
 func checkRelKey(k string) error {

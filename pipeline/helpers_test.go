@@ -206,6 +206,13 @@ func checkOutputs(t *testing.T, out *blob.Bucket, rep *Report, steps int) {
 				t.Errorf("%s line %d: %q (%v)", r.Outputs.LossLog, i+1, l, err)
 			}
 		}
+		plot, err := out.ReadAll(ctx, r.Outputs.LossPlot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg, err := png.DecodeConfig(bytes.NewReader(plot)); err != nil || cfg.Width < 100 {
+			t.Errorf("%s: %+v (%v), want a PNG plot", r.Outputs.LossPlot, cfg, err)
+		}
 		pdata, err := out.ReadAll(ctx, r.Outputs.Provenance)
 		if err != nil {
 			t.Fatal(err)

@@ -93,6 +93,7 @@ func (r *Report) OK() bool { return r.Done+r.Skipped == r.Planned }
 type OutputKeys struct {
 	Image      string `json:"image"`
 	LossLog    string `json:"lossLog"`
+	LossPlot   string `json:"lossPlot"` // the loss curves (PNG), beside LossLog
 	Provenance string `json:"provenance"`
 }
 

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"path"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/sourcegraph/conc"
 	"github.com/sourcegraph/conc/pool"
 
+	"github.com/nst-project/nst/report"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
@@ -472,6 +475,13 @@ func (r *runner) upload(l *loaded, c computed) {
 			return err
 		}
 		if err := r.put(ctx, it, it.keys.LossLog, log.Bytes(), "application/x-ndjson"); err != nil {
+			return err
+		}
+		var plot bytes.Buffer
+		if err := report.LossPlot(&plot, c.res.Log, report.PlotOptions{Title: path.Base(strings.TrimSuffix(it.keys.LossPlot, ".loss.png")) + " (" + it.pair.Preset + ")"}); err != nil {
+			return &PairError{Pair: it.pair, Op: OpEncode, Err: err}
+		}
+		if err := r.put(ctx, it, it.keys.LossPlot, plot.Bytes(), "image/png"); err != nil {
 			return err
 		}
 		end := time.Now().UTC()

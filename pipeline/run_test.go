@@ -71,7 +71,7 @@ func runScenario(t *testing.T, e env) {
 	}
 	wantKeys := map[string]bool{}
 	for _, r := range rep.Results {
-		for _, k := range []string{r.Outputs.Image, r.Outputs.LossLog, r.Outputs.Provenance} {
+		for _, k := range []string{r.Outputs.Image, r.Outputs.LossLog, r.Outputs.LossPlot, r.Outputs.Provenance} {
 			wantKeys[k] = true
 		}
 	}
@@ -81,8 +81,8 @@ func runScenario(t *testing.T, e env) {
 
 	// A re-run skips everything and writes nothing but its summary.
 	before := snapshot(t, out)
-	if len(before) != 36 {
-		t.Errorf("%d objects, want 36: %v", len(before), before)
+	if len(before) != 48 {
+		t.Errorf("%d objects, want 48: %v", len(before), before)
 	}
 	prog := &countingProgress{}
 	cfg.Progress = prog
@@ -119,8 +119,8 @@ func runScenario(t *testing.T, e env) {
 	if len(seen) != 12 || total != 12 {
 		t.Errorf("shards wrote %d items (%d distinct), want 12", total, len(seen))
 	}
-	if sharded := len(snapshot(t, e.bucket(t, e.out2))); sharded != 36 {
-		t.Errorf("sharded outputs: %d objects, want 36", sharded)
+	if sharded := len(snapshot(t, e.bucket(t, e.out2))); sharded != 48 {
+		t.Errorf("sharded outputs: %d objects, want 48", sharded)
 	}
 }
 

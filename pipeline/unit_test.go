@@ -113,7 +113,7 @@ func TestShardPartition(t *testing.T) {
 
 func TestOutputKeys(t *testing.T) {
 	k, err := OutputKeysFor("out/", "soft", "dir/a.b.jpg", "styles/wave.png", "jpeg")
-	if err != nil || k != (OutputKeys{Image: "out/soft/dir/a.b__wave.jpg", LossLog: "out/soft/dir/a.b__wave.loss.jsonl", Provenance: "out/soft/dir/a.b__wave.json"}) {
+	if err != nil || k != (OutputKeys{Image: "out/soft/dir/a.b__wave.jpg", LossLog: "out/soft/dir/a.b__wave.loss.jsonl", LossPlot: "out/soft/dir/a.b__wave.loss.png", Provenance: "out/soft/dir/a.b__wave.json"}) {
 		t.Errorf("keys %+v (%v)", k, err)
 	}
 	for _, bad := range []string{"../a.jpg", "/a.jpg", "a//b.jpg", "./a.jpg", `a\b.jpg`, "", "d/.jpg/../x"} {
@@ -186,7 +186,7 @@ func TestPlan(t *testing.T) {
 	if err != nil || p.Done != 6 || p.Shards[1].Done != 6 || p.Shards[0].Done != 0 || p.TodoWork != 6*4*16*16 {
 		t.Fatalf("plan after shard 1: %+v (%v)", p, err)
 	}
-	if n := len(snapshot(t, e.bucket(t, e.out))); n != 18 {
+	if n := len(snapshot(t, e.bucket(t, e.out))); n != 24 {
 		t.Errorf("%d objects (plan must write nothing)", n)
 	}
 }
