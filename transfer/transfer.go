@@ -79,6 +79,14 @@ type Optimizer interface {
 	Info() Info
 }
 
+// BatchOptimizer is an Optimizer that can also run several requests together (e.g. one GPU
+// forward/backward for several images). Results and errors are per request, in order; a
+// failure of one request does not fail the others.
+type BatchOptimizer interface {
+	Optimizer
+	StylizeBatch(ctx context.Context, reqs []Request) ([]*Result, []error)
+}
+
 // Errors an engine returns, for errors.Is.
 var (
 	// ErrNonFinite: the loss became NaN or infinite; the run stopped.

@@ -198,6 +198,14 @@ func (s *scope) stack(dim int64, xs ...*ts.Tensor) *ts.Tensor {
 	return s.add(ts.Stack(xs, dim))
 }
 
+// cat concatenates tensors along dim.
+func (s *scope) cat(dim int64, xs ...*ts.Tensor) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	return s.add(ts.Cat(xs, dim))
+}
+
 // dot is the inner product of two tensors of equal shape, as a 0-dim tensor.
 func (s *scope) dot(a, b *ts.Tensor) *ts.Tensor {
 	if !s.ok() {

@@ -1,0 +1,273 @@
+package torch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"runtime"
+	"time"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/imaging"
+)
+
+var _ transfer.BatchOptimizer = (*Engine)(nil)
+
+// StylizeBatch runs several requests as one batch: each step is one VGG19 forward and backward
+// over all their images stacked on the batch dimension, which keeps a GPU busier than one small
+// image can. Each request gets the result (or error) it would get alone, to rounding: the loss
+// is a sum of per-image terms, so every image's gradient is its own, and Adam is elementwise.
+//
+// Requests are batched only when that is exact: the same Params, Adam, one scale, no Resume,
+// and contents of the same size after scaling. Otherwise they run one after another. Callbacks
+// are called per request; an error from one, or a non-finite loss, fails that request only.
+func (e *Engine) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
+	results := make([]*transfer.Result, len(reqs))
+	errs := make([]error, len(reqs))
+	if !batchable(reqs) {
+		for i, req := range reqs {
+			results[i], errs[i] = e.Stylize(ctx, req)
+		}
+		return results, errs
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer func() {
+			if r := recover(); r != nil {
+				for i := range errs {
+					if errs[i] == nil && results[i] == nil {
+						errs[i] = fmt.Errorf("engine panic: %v", r)
+					}
+				}
+			}
+		}()
+		setThreads(e.threads)
+		e.runBatch(ctx, reqs, results, errs)
+	}()
+	<-done
+	return results, errs
+}
+
+// batchable reports whether reqs can share one optimisation exactly (sizes are checked later).
+func batchable(reqs []transfer.Request) bool {
+	if len(reqs) < 2 {
+		return false
+	}
+	p := reqs[0].Params
+	if p.Optimizer != transfer.Adam || p.Scales > 1 || p.Validate() != nil {
+		return false
+	}
+	digest := p.Digest()
+	for _, r := range reqs {
+		if r.Resume != nil || r.Params.Digest() != digest || len(r.Styles) != len(reqs[0].Styles) || r.Content == nil || len(r.Styles) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) runBatch(ctx context.Context, reqs []transfer.Request, results []*transfer.Result, errs []error) {
+	n := len(reqs)
+	runs := make([]*run, n)
+	plans := make([]scalePlan, n)
+	start := time.Now()
+	for i, req := range reqs {
+		blend, err := req.Params.BlendWeights(len(req.Styles))
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %w", transfer.ErrBadInput, err)
+			continue
+		}
+		runs[i] = &run{e: e, req: req, blend: blend, start: start}
+		if d := runs[i].deepest(); d >= len(e.m.convs) {
+			errs[i] = fmt.Errorf("%w: layer %s is deeper than the weights", transfer.ErrBadInput, transfer.LayerNames()[d])
+			continue
+		}
+		pl, err := runs[i].plan()
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		plans[i] = pl[0]
+	}
+	// Sizes must agree; any request that cannot join runs alone.
+	var live []int
+	for i := range reqs {
+		if errs[i] != nil {
+			continue
+		}
+		if len(live) > 0 && !plans[i].content.Rect.Size().Eq(plans[live[0]].content.Rect.Size()) {
+			results[i], errs[i] = runs[i].stylize(ctx)
+			continue
+		}
+		live = append(live, i)
+	}
+	if len(live) == 1 {
+		i := live[0]
+		results[i], errs[i] = runs[i].stylize(ctx)
+		return
+	}
+	if len(live) == 0 {
+		return
+	}
+	if err := e.optimiseBatch(ctx, runs, plans, live, results, errs); err != nil {
+		for _, i := range live {
+			if errs[i] == nil && results[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+}
+
+// optimiseBatch is optimiseScale for several images at once (Adam, one scale).
+func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, plans []scalePlan, live []int, results []*transfer.Result, errs []error) error {
+	p := runs[live[0]].req.Params
+	w, h := plans[live[0]].content.Rect.Dx(), plans[live[0]].content.Rect.Dy()
+	var s scope
+	defer s.drop()
+
+	// One problem whose targets are the items' targets stacked on the batch dimension.
+	var contents []*ts.Tensor
+	var inits []*ts.Tensor
+	styleCount := len(plans[live[0]].styles)
+	grams := make([]map[string][]*ts.Tensor, styleCount)
+	for k := range grams {
+		grams[k] = map[string][]*ts.Tensor{}
+	}
+	for _, i := range live {
+		pr := runs[i].newProblem(&s, plans[i])
+		if !s.ok() {
+			return s.err
+		}
+		contents = append(contents, pr.content)
+		for k := range pr.grams {
+			for layer, g := range pr.grams[k] {
+				grams[k][layer] = append(grams[k][layer], g)
+			}
+		}
+		inits = append(inits, s.fromFloat32(runs[i].initial(plans[i]), e.dev, 1, 3, int64(h), int64(w)))
+	}
+	pr := &problem{m: e.m, params: p, blend: runs[live[0]].blend, want: map[string]bool{p.ContentLayer: true}}
+	for _, l := range p.StyleLayers {
+		pr.want[l.Layer] = true
+	}
+	pr.content = s.cat(0, contents...)
+	for k := range grams {
+		m := map[string]*ts.Tensor{}
+		for layer, gs := range grams[k] {
+			m[layer] = s.cat(0, gs...)
+		}
+		pr.grams = append(pr.grams, m)
+	}
+	x := s.cat(0, inits...)
+	if !s.ok() {
+		return s.err
+	}
+	if err := requiresGrad(x, true); err != nil {
+		return torchErr("requires_grad", err)
+	}
+	ad := newAdam(p.LR)
+	defer ad.drop()
+
+	// item returns views of the batch tensors for one request: its image and Adam state.
+	item := func(ss *scope, b int) (*ts.Tensor, *adam) {
+		xi := ss.narrow(x, 0, int64(b), 1)
+		a := &adam{t: ad.t}
+		if ad.m != nil {
+			a.m, a.v = ss.narrow(ad.m, 0, int64(b), 1), ss.narrow(ad.v, 0, int64(b), 1)
+		}
+		return xi, a
+	}
+	failed := func(i int) bool { return errs[i] != nil }
+	for k := 0; k < p.Steps; k++ {
+		if err := ctx.Err(); err != nil {
+			for b, i := range live {
+				if failed(i) {
+					continue
+				}
+				var ss scope
+				xi, a := item(&ss, b)
+				ckErr := runs[i].saveCheckpoint(xi, a, 0, k)
+				ss.drop()
+				errs[i] = errors.Join(fmt.Errorf("stopped after step %d: %w", len(runs[i].log), err), ckErr)
+			}
+			return nil
+		}
+		var ss scope
+		parts, g := pr.eval(&ss, x, true)
+		if !ss.ok() {
+			ss.drop()
+			return ss.err
+		}
+		if err := ad.step(x, g); err != nil {
+			ss.drop()
+			return err
+		}
+		ss.drop()
+		alive := 0
+		for b, i := range live {
+			if failed(i) {
+				continue
+			}
+			if !parts[b].finite() {
+				errs[i] = fmt.Errorf("%w at step %d (content %g, style %g, tv %g, total %g): lower the learning rate or the loss weights",
+					transfer.ErrNonFinite, len(runs[i].log)+1, parts[b].content, parts[b].style, parts[b].tv, parts[b].total)
+				continue
+			}
+			if err := runs[i].record(parts[b], 0, 1); err != nil {
+				errs[i] = err
+				continue
+			}
+			n := len(runs[i].log)
+			req := runs[i].req
+			if req.SaveEvery > 0 && req.OnImage != nil && n%req.SaveEvery == 0 {
+				var vs scope
+				xi, _ := item(&vs, b)
+				img, err := runs[i].snapshot(xi, w, h)
+				vs.drop()
+				if err == nil {
+					err = req.OnImage(n, img)
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("save image at step %d: %w", n, err)
+					continue
+				}
+			}
+			if req.CheckpointEvery > 0 && req.OnCheckpoint != nil && n%req.CheckpointEvery == 0 && k+1 < p.Steps {
+				var vs scope
+				xi, a := item(&vs, b)
+				err := runs[i].saveCheckpoint(xi, a, 0, k+1)
+				vs.drop()
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+			}
+			alive++
+		}
+		if alive == 0 {
+			return nil
+		}
+	}
+	data := s.float32s(x)
+	if !s.ok() {
+		return s.err
+	}
+	per := 3 * w * h
+	for b, i := range live {
+		if failed(i) {
+			continue
+		}
+		img := denormalise(data[b*per:(b+1)*per], w, h)
+		if p.PreserveColors {
+			img = imaging.CombineLuminance(img, imaging.Fit(asNRGBA(runs[i].req.Content), p.Size))
+		}
+		results[i] = &transfer.Result{Image: img, Log: runs[i].log, Duration: time.Since(runs[i].start)}
+	}
+	return nil
+}
