@@ -12,6 +12,7 @@ import (
 
 	"gocloud.dev/blob"
 
+	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 )
 
@@ -64,6 +65,10 @@ type Config struct {
 	// A custom OpenBucket keeps ownership: Run never closes the buckets it returns (so tests
 	// can hand out shared memblob buckets). It is called once per distinct bucket URL.
 	OpenBucket func(ctx context.Context, bucketURL string) (*blob.Bucket, error)
+	// Storage configures every bucket Run opens: retries of transient errors, the timeout of
+	// one attempt, MD5 checks. The zero value gives storage's defaults; a nil Storage.Logger
+	// means Logger.
+	Storage storage.Options
 
 	// Logger receives progress and problems; nil discards.
 	Logger *slog.Logger

@@ -90,7 +90,10 @@ func (s *bucketSet) open(ctx context.Context, u string) (*storage.Bucket, error)
 	if b, ok := s.m[u]; ok {
 		return b, nil
 	}
-	opts := storage.Options{Logger: s.cfg.Logger}
+	opts := s.cfg.Storage
+	if opts.Logger == nil {
+		opts.Logger = s.cfg.Logger
+	}
 	var b *storage.Bucket
 	if s.cfg.OpenBucket == nil {
 		var err error
@@ -449,7 +452,9 @@ func (b *batch) buildItems(pairs []pairIn, params []transfer.Params) error {
 			it.paramsDigest = params[i].Digest()
 			keys, err := outputKeys(b.out.prefix, preset.Name, pr.content.key, pr.style.key, spec.Output.Format)
 			if err != nil {
-				problems = append(problems, err.Error())
+				if !slices.Contains(problems, err.Error()) { // once, not once per pair and preset
+					problems = append(problems, err.Error())
+				}
 				continue
 			}
 			it.keys = keys

@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"image/color/palette"
 	"image/gif"
 	"runtime"
+	"sync/atomic"
 	"strings"
 	"testing"
 
@@ -340,5 +342,107 @@ func TestBombHeaderAllocatesLittle(t *testing.T) {
 	}
 	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
 		t.Errorf("allocated %d bytes before refusing", got)
+	}
+}
+
+// TestHostileManifests: every bad manifest or parameter is refused by Run before any work
+// (ErrInvalid; the engine is never opened; nothing but, for the weights digest, the run
+// summary is written), each problem named with its line where it has one.
+func TestHostileManifests(t *testing.T) {
+	base := func(params, extra string) string {
+		return `apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: rel}
+spec:
+  model: {weights: random}
+  inputs:
+    contents: {url: "mem://in/contents/"}
+    styles: {url: "mem://in/styles/"}
+  params: {` + params + `}
+  output: {url: "mem://out/r/"}
+` + extra
+	}
+	listed := func(pairs string) string {
+		return strings.Replace(base("size: 32, steps: 2", ""), `    styles: {url: "mem://in/styles/"}`,
+			`    styles: {url: "mem://in/styles/"}
+    pairing: list
+    pairs:
+`+pairs, 1)
+	}
+	digest := strings.Repeat("ab", 32)
+	cases := []struct {
+		name     string
+		manifest string
+		want     []string
+		summary  bool // refused after listing (weights): a summary is written, no output
+	}{
+		{"unknown field", base("size: 32, steps: 2", "  bogus: 1\n"), []string{"line 11: spec.bogus: unknown field"}, false},
+		{"wrong type", base("size: 32, steps: many", ""), []string{"line 9: spec.params.steps: want an integer"}, false},
+		{"negative steps", base("size: 32, steps: -3", ""), []string{"line 9: spec.params.steps"}, false},
+		{"absurd steps", base("size: 32, steps: 1000000000", ""), []string{"line 9: spec.params.steps"}, false},
+		{"absurd size", base("size: 100000, steps: 2", ""), []string{"line 9: spec.params.size"}, false},
+		{"negative size", base("size: -5, steps: 2", ""), []string{"line 9: spec.params.size"}, false},
+		{"unknown layer", base("size: 32, steps: 2, contentLayer: conv9_9", ""), []string{"line 9: spec.params.contentLayer", "conv9_9"}, false},
+		{"unsupported scheme", strings.Replace(base("size: 32", ""), "mem://in/contents/", "ftp://in/contents/", 1),
+			[]string{"line 7: spec.inputs.contents.url", `scheme "ftp" is not supported`}, false},
+		{"output inside input", strings.Replace(base("size: 32", ""), "mem://out/r/", "mem://in/contents/out/", 1),
+			[]string{"line 10: spec.output.url: is inside spec.inputs.contents.url"}, false},
+		{"dotdot key", listed("      - {content: ../../etc/passwd, style: wave.png}\n"), []string{`line 11: spec.inputs.pairs[0].content: "../../etc/passwd" must not contain ..`}, false},
+		{"preset name escapes", base("size: 32", "  presets:\n    - {name: ../../escape}\n"), []string{"line 12: spec.presets[0].name"}, false},
+		{"listed key escapes", base("size: 32", ""), []string{"content key", "would escape the output prefix"}, false},
+		{"absolute key", listed("      - {content: /etc/passwd, style: wave.png}\n"), []string{"line 11", "absolute"}, false},
+		{"duplicate pairs", listed("      - {content: a.png, style: wave.png}\n      - {content: a.png, style: wave.png}\n"),
+			[]string{"line 12: spec.inputs.pairs[1]: duplicate of spec.inputs.pairs[0] (line 11)"}, false},
+		{"duplicate presets", base("size: 32", "  presets:\n    - {name: soft}\n    - {name: soft}\n"), []string{"line 13", "soft"}, false},
+		{"presets file missing", base("size: 32", "  presetsFrom: mem://in/nope.yaml\n"), []string{"mem://in/nope.yaml", "not found"}, false},
+		{"weights sha256 mismatch", strings.Replace(base("size: 32, steps: 2", ""), "model: {weights: random}",
+			"model: {weights: \"mem://in/w.pth\", sha256: \""+digest+"\"}", 1),
+			[]string{"spec.model.weights mem://in/w.pth: sha256 is", "the manifest says " + digest}, true},
+		{"many problems at once", base("size: -1, steps: 0, contentLayer: nope, lr: -1", "  extra: true\n"),
+			[]string{"line 9: spec.params.size", "line 9: spec.params.steps", "line 9: spec.params.contentLayer", "line 9: spec.params.lr", "line 11: spec.extra: unknown field"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := memEnv()
+			in := e.bucket(t, e.in)
+			standardInputs(t, in, "contents/", "styles/")
+			put(t, in, "w.pth", []byte("not the weights you are looking for"))
+			if c.name == "listed key escapes" {
+				put(t, in, "contents/x/../../../../evil.png", pngBytes(t, testImage(20, 20, 1)))
+			}
+			cfg := e.config(writeManifest(t, c.manifest))
+			var opened atomic.Int64
+			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+				opened.Add(1)
+				return transfer.Fake{}, nil, nil
+			}
+			cfg.CacheDir = t.TempDir()
+			_, err := Run(t.Context(), cfg)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, w := range c.want {
+				if n := strings.Count(err.Error(), w); n > 1 && c.name == "listed key escapes" {
+					t.Errorf("%q reported %d times", w, n)
+				}
+			}
+			if opened.Load() != 0 {
+				t.Error("engine opened")
+			}
+			for k := range snapshot(t, e.bucket(t, e.out)) {
+				t.Errorf("wrote %s", k)
+			}
+			if c.summary {
+				if _, err := e.bucket(t, e.out).ReadAll(t.Context(), "r/_runs/r1/shard-0-of-1.json"); err != nil {
+					t.Errorf("no summary: %v", err)
+				}
+			}
+			t.Logf("%v", err)
+		})
 	}
 }
