@@ -61,7 +61,9 @@ fetch_wheel() {
 		rm -f "$dir/$file"
 	}
 	command -v python3 >/dev/null || die "python3 with pip is needed to download $req"
-	log "downloading $req (pip download --no-deps; the torch wheel is about 670 MB)"
+	local size=""
+	[[ "$req" == torch==* ]] && size=", about 670 MB"
+	log "downloading $req (pip download --no-deps$size)"
 	local tmp
 	tmp=$(mktemp -d "$dir/.download.XXXXXX")
 	if ! python3 -m pip download --quiet --no-deps --only-binary=:all: \
