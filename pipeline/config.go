@@ -76,6 +76,11 @@ type Config struct {
 	// several goroutines.
 	Progress Progress
 
+	// Report makes Run write contact sheets (HTML) under the output URL's _report/: this
+	// shard's pairs, and every shard's once all their summaries exist (see WriteReport).
+	// A sheet that cannot be written is logged, not returned.
+	Report bool
+
 	// Version is the nst version recorded in provenance.
 	Version string
 }

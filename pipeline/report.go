@@ -84,6 +84,10 @@ type Report struct {
 	Start, End time.Time
 	// SummaryKey is the summary's key under the output URL.
 	SummaryKey string
+	// SheetKey is the key of the last contact sheet Run wrote under the output URL (with
+	// Config.Report): the merged index if every shard's summary existed, else this shard's
+	// sheet; "" if none was written.
+	SheetKey string
 }
 
 // OK reports whether every item of the shard is done or skipped.

@@ -128,6 +128,13 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if err := r.writeSummary(); err != nil && runErr == nil {
 		runErr = err
 	}
+	if cfg.Report && ctx.Err() == nil {
+		key, err := r.writeSheets(ctx)
+		if err != nil {
+			r.log.Warn("contact sheet not written", "err", err)
+		}
+		rep.SheetKey = key
+	}
 	if runErr == nil && rep.Stopped == "interrupted" {
 		runErr = fmt.Errorf("run %s shard %d/%d interrupted with %d of %d items left: %w", b.runID, cfg.ShardIndex, cfg.ShardCount,
 			rep.Planned-rep.Done-rep.Skipped-rep.Failed, rep.Planned, ctx.Err())
