@@ -320,8 +320,31 @@ func (b *Bucket) Write(ctx context.Context, key string, data []byte, opts WriteO
 
 // put is one write attempt. It cancels the writer's context on any error
 // before Close, which makes the driver abort instead of committing a
-// partial object.
+// partial object. After Close it reads the object's attributes back: a
+// stored size (or, unless NoMD5Check, MD5) that differs from data's means
+// the body was damaged on the way and stored anyway (s3blob sends no
+// Content-MD5, so S3 and S3-compatible stores cannot refuse it; gofakes3
+// over TLS stores aws-chunked framing verbatim); put then deletes the object
+// and fails with ErrCorrupt, which is retried.
 func (b *Bucket) put(ctx context.Context, key string, data, sum []byte, opts WriteOptions, ifNotExist bool) error {
+	if err := b.putOnce(ctx, key, data, sum, opts, ifNotExist); err != nil {
+		return err
+	}
+	a, err := b.b.Attributes(ctx, key)
+	if err != nil {
+		return fmt.Errorf("verify write: %w", err)
+	}
+	if a.Size == int64(len(data)) && (b.noMD5Check || len(a.MD5) == 0 || bytes.Equal(a.MD5, sum)) {
+		return nil
+	}
+	note := "deleted"
+	if derr := b.b.Delete(ctx, key); derr != nil {
+		note = fmt.Sprintf("not deleted: %v", derr)
+	}
+	return fmt.Errorf("%w: stored %d bytes with MD5 %x, wrote %d with MD5 %x (%s)", ErrCorrupt, a.Size, a.MD5, len(data), sum, note)
+}
+
+func (b *Bucket) putOnce(ctx context.Context, key string, data, sum []byte, opts WriteOptions, ifNotExist bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := b.b.NewWriter(ctx, key, &blob.WriterOptions{
