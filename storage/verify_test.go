@@ -54,9 +54,13 @@ func TestWriteVerifiesStoredObject(t *testing.T) {
 		write func(b *storage.Bucket, key string) error
 		ok    bool
 	}{
-		{"WriteOnce, one damaged attempt", 1, func(b *storage.Bucket, k string) error { return b.WriteOnce(t.Context(), k, data, storage.WriteOptions{}) }, true},
+		{"WriteOnce, one damaged attempt", 1, func(b *storage.Bucket, k string) error {
+			return b.WriteOnce(t.Context(), k, data, storage.WriteOptions{})
+		}, true},
 		{"Write, two damaged attempts", 2, func(b *storage.Bucket, k string) error { return b.Write(t.Context(), k, data, storage.WriteOptions{}) }, true},
-		{"WriteOnce, every attempt damaged", 100, func(b *storage.Bucket, k string) error { return b.WriteOnce(t.Context(), k, data, storage.WriteOptions{}) }, false},
+		{"WriteOnce, every attempt damaged", 100, func(b *storage.Bucket, k string) error {
+			return b.WriteOnce(t.Context(), k, data, storage.WriteOptions{})
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rig := newRetryRig(t, storage.Options{})
