@@ -63,7 +63,8 @@ type sheetWriter struct {
 }
 
 // writeSheets writes this shard's contact sheet and, when every shard's summary exists, the
-// merged one; it returns the key of the last one written.
+// merged one (a single shard writes only the merged one); it returns the key of the last one
+// written.
 func (r *runner) writeSheets(ctx context.Context) (string, error) {
 	sw := &sheetWriter{b: r.b, cfg: r.cfg, grace: r.grace}
 	var mine []*item
@@ -72,8 +73,11 @@ func (r *runner) writeSheets(ctx context.Context) (string, error) {
 			mine = append(mine, it)
 		}
 	}
+	if r.cfg.ShardCount == 1 {
+		return sw.write(ctx, mine, true, "")
+	}
 	key, err := sw.write(ctx, mine, true, fmt.Sprintf("%sshard-%d-of-%d.html", sheetDir, r.cfg.ShardIndex, r.cfg.ShardCount))
-	if err != nil || r.cfg.ShardCount == 1 {
+	if err != nil {
 		return key, err
 	}
 	sums, err := sw.summaries(ctx)

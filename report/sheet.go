@@ -62,8 +62,8 @@ type Failure struct {
 }
 
 var funcs = template.FuncMap{
-	"g":   func(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) },
-	"dur": func(s float64) string { return fmt.Sprintf("%.1fs", s) },
+	"g":    func(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) },
+	"dur":  func(s float64) string { return fmt.Sprintf("%.1fs", s) },
 	"lazy": func(i int) bool { return i >= 24 },
 }
 

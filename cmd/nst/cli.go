@@ -58,7 +58,7 @@ type env struct {
 }
 
 func commands() []command {
-	return []command{versionCommand(), stylizeCommand(), runCommand(), planCommand(), workerCommand()}
+	return []command{versionCommand(), stylizeCommand(), runCommand(), planCommand(), reportCommand(), workerCommand()}
 }
 
 // commonFlags are accepted by every subcommand.

@@ -18,6 +18,7 @@ import (
 	_ "gocloud.dev/blob/memblob"
 	_ "gocloud.dev/blob/s3blob"
 
+	"github.com/nst-project/nst/metrics"
 	"github.com/nst-project/nst/pipeline"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/worker"
@@ -66,7 +67,7 @@ func runCommand() command {
 		bf                                        batchFlags
 		shardIndex, gpuJobs, maxFailures, ckEvery int
 		maxInFlight, threads, workerMaxPairs      int
-		inProcess                                 bool
+		inProcess, noReport                       bool
 		grace                                     time.Duration
 		device, cacheDir, metricsPush             string
 	)
@@ -86,7 +87,8 @@ func runCommand() command {
 			fs.IntVar(&ckEvery, "checkpoint-every", 50, "write a resumable checkpoint every N steps (-1: only when interrupted)")
 			fs.DurationVar(&grace, "grace-period", 25*time.Second, "time allowed after SIGTERM for checkpoints, finished outputs and the summary")
 			fs.StringVar(&cacheDir, "cache-dir", "", "where downloaded weights are kept (default: the user cache directory /nst/weights)")
-			fs.StringVar(&metricsPush, "metrics-push", "", "Prometheus push gateway URL (accepted; metrics are not pushed yet)")
+			fs.StringVar(&metricsPush, "metrics-push", "", "Prometheus Pushgateway URL: push this shard's metrics when it ends (see docs/metrics.md)")
+			fs.BoolVar(&noReport, "no-report", false, "write no HTML contact sheet under the output's _report/ (see nst report)")
 			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
 			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
 			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the batch)")
@@ -109,9 +111,7 @@ func runCommand() command {
 				if grace == 0 {
 					cfg.GracePeriod = time.Nanosecond
 				}
-				if metricsPush != "" {
-					e.logger.Warn("--metrics-push is accepted but metrics are not pushed yet", "url", metricsPush)
-				}
+				cfg.Report = !noReport
 				th := threads
 				if th == 0 && gpuJobs > 1 {
 					th = max(1, runtime.NumCPU()/gpuJobs)
@@ -145,12 +145,23 @@ func runCommand() command {
 				cfg.Progress = prog
 				rep, err := pipeline.Run(ctx, cfg)
 				prog.finish()
+				if metricsPush != "" && rep != nil {
+					// After cancellation too: the grace period is for this and the summary.
+					pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(cfg.GracePeriod, 10*time.Second)+time.Second)
+					if perr := metrics.Push(pctx, metricsPush, rep); perr != nil {
+						e.logger.Warn("metrics not pushed", "err", perr)
+					}
+					cancel()
+				}
 				if errors.Is(err, pipeline.ErrInvalid) {
 					return usageError{err}
 				}
 				if rep != nil {
 					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d failed, %d interrupted; summary %s\n",
 						rep.RunID, rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Failed, rep.Interrupted, rep.SummaryKey)
+					if rep.SheetKey != "" {
+						fmt.Fprintf(e.stdout, "contact sheet %s\n", rep.SheetKey)
+					}
 				}
 				if err != nil {
 					return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nst-project/nst/report"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
 	"github.com/nst-project/nst/transfer/torch"
@@ -100,6 +102,7 @@ func (f *engineFlags) openSeeded(e *env, seed int64) (*torch.Engine, error) {
 func stylizeCommand() command {
 	var (
 		content, out, lossLog string
+		lossPlot              string
 		styles                []string
 		saveEvery             int
 		ef                    engineFlags
@@ -110,13 +113,14 @@ func stylizeCommand() command {
 		summary: "stylise one image with one or more styles",
 		examples: `  nst stylize --content photo.jpg --style starry_night.jpg --out out.png --weights vgg19-dcbb9e9d.pth
   nst stylize --content photo.jpg --style a.jpg,b.jpg --style-blend 0.7,0.3 --optimizer lbfgs --steps 100 \
-      --preserve-colors --loss-log out.loss.jsonl --out out.jpg --weights vgg19.pth
+      --preserve-colors --loss-log out.loss.jsonl --out out.jpg --weights vgg19.pth   # also out.loss.png
   nst stylize --content photo.jpg --style style.jpg --out demo.png --random-weights   # no real style: demo only`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			fs.StringVar(&content, "content", "", "content image (JPEG, PNG, GIF, WebP)")
 			fs.StringSliceVar(&styles, "style", nil, "style image(s), comma-separated")
 			fs.StringVar(&out, "out", "", "output image; .png or .jpg/.jpeg")
 			fs.StringVar(&lossLog, "loss-log", "", "write the per-step losses here as JSON Lines")
+			fs.StringVar(&lossPlot, "loss-plot", "", "draw the loss curves (log scale) to this PNG (default: beside --loss-log, as .png)")
 			fs.IntVar(&saveEvery, "save-every", 0, "also write the image every N steps (out-name.stepN.ext)")
 			ef.register(fs)
 			pf.register(fs)
@@ -193,6 +197,14 @@ func stylizeCommand() command {
 				if err := writeImage(out, res.Image, format); err != nil {
 					return err
 				}
+				if lossPlot == "" && lossLog != "" {
+					lossPlot = strings.TrimSuffix(lossLog, filepath.Ext(lossLog)) + ".png"
+				}
+				if lossPlot != "" {
+					if err := writePlot(lossPlot, res.Log, filepath.Base(out)); err != nil {
+						return err
+					}
+				}
 				fin := res.Final()
 				e.logger.Info("done", "out", out, "steps", len(res.Log), "total_loss", fin.TotalLoss,
 					"content_loss", fin.ContentLoss, "style_loss", fin.StyleLoss, "seconds", res.Duration.Seconds())
@@ -213,6 +225,15 @@ func readImage(path string) (*image.NRGBA, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return img, nil
+}
+
+// writePlot draws the loss curves of log to path (a PNG), titled title.
+func writePlot(path string, log []transfer.Step, title string) error {
+	var buf bytes.Buffer
+	if err := report.LossPlot(&buf, log, report.PlotOptions{Title: title}); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // writeImage writes atomically: a temporary file in the same directory, renamed into place.

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nst-project/nst/pipeline"
+)
+
+func reportCommand() command {
+	var bf batchFlags
+	return command{
+		name:    "report",
+		summary: "write a run's HTML contact sheet (thumbnails, losses, failures, totals) into its output",
+		examples: `  nst report --manifest examples/demo.yaml          # then open examples/out/_report/index.html
+  nst report --manifest s3://config/catalogue.yaml --run-id nightly-20260101`,
+		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
+			fs.StringVar(&bf.manifest, "manifest", "", "the batch manifest: a local path or a bucket URL (s3://config/batch.yaml); see docs/manifest.md")
+			fs.StringVar(&bf.runID, "run-id", "", "the run whose summaries give failures and totals (default <metadata.name>-<manifest digest>-<UTC date>)")
+			fs.IntVar(&bf.ioJobs, "io-jobs", 4, "concurrent reads and thumbnail writes")
+			return func(ctx context.Context, e *env) error {
+				if len(e.args) > 0 {
+					return usagef("unexpected arguments %q", e.args)
+				}
+				cfg, err := bf.config()
+				if err != nil {
+					return err
+				}
+				cfg.Logger = e.logger
+				key, err := pipeline.WriteReport(ctx, cfg)
+				if errors.Is(err, pipeline.ErrInvalid) {
+					return usageError{err}
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "contact sheet: %s under the manifest's output URL\n", key)
+				return nil
+			}
+		},
+	}
+}
