@@ -54,9 +54,10 @@ fuzz: check-setup
 		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-## bench: the benchmarks (see docs/BENCHMARKS.md).
+## bench: the benchmarks, nst against the seed's PyTorch loop on the same libtorch, as markdown
+## (docs/BENCHMARKS.md; needs .venv-ref from reference/setup-venv.sh; BENCH_PARTS=step etc.).
 bench: check-setup
-	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	bash bench/run.sh $(BENCH_PARTS)
 
 clean:
 	rm -rf bin go.work go.work.sum

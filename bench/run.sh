@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bench/run.sh: nst's benchmarks (docs/BENCHMARKS.md). Builds the engine's test binary and nst,
+# prepares inputs in a temporary folder, runs each part with nst and the PyTorch reference
+# interleaved, and prints markdown tables (raw results in $BENCH_OUT).
+#
+# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak]...     (default: all)
+# Environment (defaults in brackets):
+#   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
+#   BENCH_STEPS [128:7,256:4,512:2]  steps per size, warm-up included (BENCH_WARMUP [1])
+#   BENCH_THREADS [2]  libtorch threads on both sides
+#   TTQ_ADAM_STEPS [300]  the Adam run whose loss the time-to-quality runs must reach
+#   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
+#   PYTHON [.venv-ref/bin/python] (made by reference/setup-venv.sh)  BENCH_OUT [a new temp folder]
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+py=${PYTHON:-$repo/.venv-ref/bin/python}
+out=${BENCH_OUT:-$(mktemp -d -t nst-bench-XXXXXX)}
+mkdir -p "$out"
+parts=("$@")
+[[ ${#parts[@]} -eq 0 || " ${parts[*]} " == *" all "* ]] && parts=(peak step ttq batch rss)
+content=${BENCH_CONTENT:-/work/shared/images/tubingen.jpg}
+style=${BENCH_STYLE:-/work/shared/images/starry_night.jpg}
+
+if [[ ! -x $py ]]; then
+	echo "bench: $py missing: run 'bash reference/setup-venv.sh' (torch 2.1.2 from the wheel nst links)" >&2
+	exit 2
+fi
+echo "bench: building into $out" >&2
+go test -c -o "$out/torch.test" ./transfer/torch
+go build -o "$out/nst" ./cmd/nst
+for f in "$content" "$style"; do [[ -f $f ]] || { echo "bench: $f missing (set BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
+"$py" bench/prep_images.py "$out/img" "$content" "$style" 128 256 512
+
+echo "# nst benchmarks $(date -u +%FT%TZ), $(git describe --always --dirty)"
+echo
+echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+for part in "${parts[@]}"; do
+	case $part in
+	peak)
+		echo; echo "## Peak: 4096x4096 sgemm (libtorch/MKL), ${BENCH_THREADS:-2} threads"; echo
+		"$py" bench/seed_bench.py peak --threads "${BENCH_THREADS:-2}" --reps 7
+		"$py" bench/seed_bench.py peak --threads 1 --reps 7
+		echo "flags: $(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(fma|avx2|avx512f|avx512_bf16|amx_tile)$' | tr '\n' ' ')  MHz: $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | xargs)"
+		;;
+	step)
+		echo; echo "## Per step (median s/step; ratio = median of per-repetition nst/PyTorch)"
+		"$py" bench/step.py --test-bin "$out/torch.test" --python "$py" --images "$out/img" --out "$out" \
+			--reps "${BENCH_REPS:-3}" --reps512 "${BENCH_REPS512:-1}" --threads "${BENCH_THREADS:-2}" \
+			--steps "${BENCH_STEPS:-128:7,256:4,512:2}" --warmup "${BENCH_WARMUP:-1}"
+		;;
+	ttq)
+		echo; echo "## Time to quality"
+		"$py" bench/ttq.py --nst "$out/nst" --out "$out" --content "$out/img/content-256.png" --style "$out/img/style-256.png" \
+			--threads "${BENCH_THREADS:-2}" --adam-steps "${TTQ_ADAM_STEPS:-300}" --schedules "${TTQ_SCHEDULES:-lbfgs,adam-lr0.02}"
+		;;
+	batch)
+		echo; echo "## Batch"
+		"$py" bench/batch.py batch --nst "$out/nst" --out "$out" --contents "${BATCH_CONTENTS:-16}" --styles 2 \
+			--size "${BATCH_SIZE:-64}" --steps "${BATCH_STEPS:-10}" --reps "${BENCH_REPS:-3}"
+		;;
+	rss)
+		echo; echo "## RSS over a long batch"
+		"$py" bench/batch.py rss --nst "$out/nst" --out "$out" --contents "${RSS_CONTENTS:-100}" --styles 2 \
+			--size "${BATCH_SIZE:-64}" --steps "${RSS_STEPS:-5}"
+		;;
+	*) echo "bench: unknown part $part (all, peak, step, ttq, batch, rss)" >&2; exit 2 ;;
+	esac
+done
+echo; echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); raw results: $out"

@@ -1,0 +1,217 @@
+package torch
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"image"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/imaging"
+)
+
+// The per-step benchmarks of docs/BENCHMARKS.md: full-width VGG19 (random weights: the real
+// network's FLOPs), CPU, seconds per optimiser step (forward + backward + update) measured from
+// the loss log's elapsed_s, the first NST_BENCH_WARMUP steps (default 1, which includes the
+// content and style targets) excluded. b.N is the number of measured steps:
+//
+//	go test -run '^$' -bench 'BenchmarkStep/adam/256$' -benchtime 5x ./transfer/torch
+//
+// Metrics: s/step (median step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
+// over the median Adam step; for L-BFGS, whose steps hold one or more evaluations, it is left
+// out) and peak-RSS-MiB (the process's VmHWM so far: run one sub-benchmark per process for a
+// per-size figure). 512 px takes tens of seconds a step on 2 cores: it runs only when the
+// -bench pattern names 512 or NST_BENCH_512=1.
+//
+// Environment: NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a
+// folder with content-<size>.png and style-<size>.png, as bench/prep_images.py writes; default
+// /work/shared/images/tubingen.jpg and starry_night.jpg, centre-cropped and resized here; the
+// benchmark is skipped when neither exists).
+func BenchmarkStep(b *testing.B) {
+	var eng *Engine
+	defer func() {
+		if eng != nil {
+			eng.Close()
+		}
+	}()
+	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
+		for _, size := range []int{128, 256, 512} {
+			b.Run(fmt.Sprintf("%s/%d", opt, size), func(b *testing.B) {
+				if size == 512 && !want512() {
+					b.Skip("512 px: name it in -bench or set NST_BENCH_512=1 (tens of seconds a step on 2 cores)")
+				}
+				content, style := benchImages(b, size)
+				if eng == nil {
+					var err error
+					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2)})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				warm := benchEnvInt("NST_BENCH_WARMUP", 1)
+				p := transfer.DefaultParams()
+				p.Size = size
+				p.Steps = warm + b.N
+				p.Optimizer = opt
+				if opt == transfer.LBFGS {
+					p.LR = 1
+				}
+				b.ResetTimer()
+				res, err := eng.Stylize(context.Background(), transfer.Request{
+					Content: content, Styles: []image.Image{style}, Params: p,
+				})
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				steps := stepTimes(res.Log)
+				if len(steps) <= warm {
+					b.Fatalf("%d steps done (converged?), %d warm-up: nothing measured", len(steps), warm)
+				}
+				med := median(steps[warm:])
+				b.ReportMetric(med, "s/step")
+				if opt == transfer.Adam {
+					b.ReportMetric(vggStepFLOPs(size, size)/med/1e9, "GFLOP/s")
+				}
+				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
+			})
+		}
+	}
+}
+
+// stepTimes turns a loss log's cumulative elapsed_s into each step's duration.
+func stepTimes(log []transfer.Step) []float64 {
+	out := make([]float64, len(log))
+	prev := 0.0
+	for i, s := range log {
+		out[i] = s.ElapsedS - prev
+		prev = s.ElapsedS
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// vggStepFLOPs counts the floating-point operations of one loss evaluation with its gradient
+// (the work of one Adam step) on an h x w image, from the layer shapes, as nst runs it: the 3x3
+// convs conv1_1..conv5_1 (the deepest layer the seed's losses use) and the five style layers'
+// Gram matrices. Forward: 2*MACs of every conv and Gram. Backward: the gradient with respect to
+// the input only (the weights do not require grad, so libtorch computes no weight gradients):
+// one conv-sized product per conv and two Gram-sized products per Gram (dL/dF = dG·F + dGᵀ·F).
+// Biases, ReLUs, pools and the element-wise loss terms (memory-bound, well under 1%) are not
+// counted.
+func vggStepFLOPs(h, w int) float64 {
+	const convs = 13 // conv1_1 .. conv5_1
+	style := map[int]bool{0: true, 2: true, 4: true, 8: true, 12: true}
+	var conv, gramMACs float64
+	in := 3.0
+	hh, ww := float64(h), float64(w)
+	for i := 0; i < convs; i++ {
+		out := float64(vggWidth[i])
+		conv += 9 * in * out * hh * ww
+		if style[i] {
+			gramMACs += out * out * hh * ww
+		}
+		in = out
+		if vggPooled[vggIndex[i]] {
+			hh, ww = float64(int(hh)/2), float64(int(ww)/2)
+		}
+	}
+	forward := 2 * (conv + gramMACs)
+	backward := 2 * (conv + 2*gramMACs)
+	return forward + backward
+}
+
+func TestVGGStepFLOPs(t *testing.T) {
+	// conv1_1 at 1x1 px: 9*3*64 MACs; the hand count for 224 px matches VGG19's published
+	// ~19.6 GMACs for all 16 convs less conv5_2..conv5_4 (3 * 9*512*512*14*14 MACs).
+	all16 := 0.0
+	in, side := 3.0, 224.0
+	for i, w := range vggWidth {
+		all16 += 9 * in * float64(w) * side * side
+		in = float64(w)
+		if vggPooled[vggIndex[i]] {
+			side /= 2
+		}
+	}
+	if g := all16 / 1e9; g < 19.4 || g > 19.7 {
+		t.Fatalf("VGG19 convs at 224 px: %.2f GMACs, want ~19.6", g)
+	}
+	got := vggStepFLOPs(224, 224)
+	conv := all16 - 3*9*512*512*14*14
+	if got < 4*conv || got > 4.4*conv { // + Gram matrices: ~7% at 224 px
+		t.Fatalf("vggStepFLOPs(224) = %.3g, conv FLOPs alone 4*%.3g", got, conv)
+	}
+}
+
+func want512() bool {
+	if os.Getenv("NST_BENCH_512") == "1" {
+		return true
+	}
+	f := flag.Lookup("test.bench")
+	return f != nil && strings.Contains(f.Value.String(), "512")
+}
+
+func benchEnvInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
+
+// benchImages returns a size x size content and style: NST_BENCH_DIR's prepared PNGs, else the
+// shared tubingen/starry_night photos centre-cropped and resized.
+func benchImages(b *testing.B, size int) (content, style *image.NRGBA) {
+	b.Helper()
+	c, s := "/work/shared/images/tubingen.jpg", "/work/shared/images/starry_night.jpg"
+	if dir := os.Getenv("NST_BENCH_DIR"); dir != "" {
+		c = filepath.Join(dir, fmt.Sprintf("content-%d.png", size))
+		s = filepath.Join(dir, fmt.Sprintf("style-%d.png", size))
+	}
+	load := func(path string) *image.NRGBA {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Skipf("benchmark image: %v", err)
+		}
+		defer f.Close()
+		img, _, err := imaging.Decode(f, imaging.DefaultLimits())
+		if err != nil {
+			b.Fatalf("%s: %v", path, err)
+		}
+		w, h := img.Rect.Dx(), img.Rect.Dy()
+		m := min(w, h)
+		x0, y0 := img.Rect.Min.X+(w-m)/2, img.Rect.Min.Y+(h-m)/2
+		sq := img.SubImage(image.Rect(x0, y0, x0+m, y0+m)).(*image.NRGBA)
+		return imaging.Resize(imaging.ToNRGBA(sq), size, size)
+	}
+	return load(c), load(s)
+}
+
+// peakRSSMiB is this process's peak resident set (VmHWM), 0 if unknown.
+func peakRSSMiB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
