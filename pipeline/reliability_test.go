@@ -16,9 +16,10 @@ import (
 	"image/color/palette"
 	"image/gif"
 	"runtime"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"gocloud.dev/blob"
 
@@ -444,5 +445,125 @@ spec:
 			}
 			t.Logf("%v", err)
 		})
+	}
+}
+
+// crashingEngine fails one content's pairs the way a libtorch error does (an error from
+// Stylize) and panics for another; the rest go to Fake.
+type crashingEngine struct{ transfer.Fake }
+
+func (e crashingEngine) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
+	switch req.Content.Bounds().Dx() {
+	case 21:
+		return nil, errors.New("libtorch: CUDA error: an illegal memory access was encountered")
+	case 22:
+		panic("libtorch: std::bad_alloc")
+	}
+	return e.Fake.Stylize(ctx, req)
+}
+
+// TestEngineFailuresIsolated: a NaN loss, an engine error and an engine panic each fail only
+// their pair; the others are done. (Crashes of the engine process itself are
+// transfer/worker's TestCrashFailsOnlyItsJob: a child process dies, only its pair fails.)
+func TestEngineFailuresIsolated(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	put(t, in, "contents/ok.png", pngBytes(t, testImage(20, 20, 1)))
+	put(t, in, "contents/nan.png", magentaPNG(t))
+	put(t, in, "contents/err.png", pngBytes(t, testImage(21, 20, 2)))
+	put(t, in, "contents/panic.png", pngBytes(t, testImage(22, 20, 3)))
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	cfg := e.config(writeManifest(t, relManifest("")))
+	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+		return crashingEngine{}, nil, nil
+	}
+	cfg.GPUJobs = 2
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"ok.png": "", "nan.png": "loss is not finite", "err.png": "illegal memory access", "panic.png": "panic: libtorch: std::bad_alloc"}
+	for _, r := range rep.Results {
+		w := want[r.Content]
+		if w == "" {
+			if r.Status != StatusDone {
+				t.Errorf("%s: %s %v", r.Content, r.Status, r.Err)
+			}
+			continue
+		}
+		var pe *PairError
+		if r.Status != StatusFailed || !errors.As(r.Err, &pe) || pe.Op != OpStylize || !strings.Contains(r.Err.Error(), w) {
+			t.Errorf("%s: %s %v, want stylize failure with %q", r.Content, r.Status, r.Err, w)
+		}
+	}
+	if rep.Done != 1 || rep.Failed != 3 {
+		t.Errorf("done %d failed %d", rep.Done, rep.Failed)
+	}
+}
+
+// dropLateCheckpoints passes checkpoints through until ctx is cancelled, then drops them: a
+// SIGKILL, where no last checkpoint is written.
+type dropLateCheckpoints struct{ transfer.Fake }
+
+func (d dropLateCheckpoints) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
+	on := req.OnCheckpoint
+	req.OnCheckpoint = func(c *transfer.Checkpoint) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return on(c)
+	}
+	return d.Fake.Stylize(ctx, req)
+}
+
+// TestKillLosesOnlyStepsSinceCheckpoint: with checkpoints every 5 steps and no checkpoint on
+// the way out (as after SIGKILL), the next run resumes from the last periodic checkpoint:
+// at most 4 steps are lost, and the result equals an uninterrupted run's.
+func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	put(t, in, "contents/a.png", pngBytes(t, testImage(20, 20, 1)))
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	man := writeManifest(t, strings.Replace(relManifest(""), "steps: 2", "steps: 40", 1))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cfg := e.config(man)
+	cfg.CheckpointEvery = 5
+	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+		return dropLateCheckpoints{transfer.Fake{StepDelay: time.Millisecond}}, nil, nil
+	}
+	cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
+		if step == 18 {
+			cancel()
+		}
+	}}
+	if _, err := Run(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("killed run: %v", err)
+	}
+	cfg.NewEngine, cfg.Progress = fakeEngine(transfer.Fake{StepDelay: time.Millisecond}), nil // same synthetic ElapsedS
+	rep, err := Run(t.Context(), cfg)
+	if err != nil || rep.Done != 1 {
+		t.Fatalf("resumed run: %v %+v", err, rep)
+	}
+	if r := rep.Results[0]; r.ResumedAt != 15 || r.Steps != 25 {
+		t.Errorf("resumed at %d computing %d steps, want 15 and 25 (lost %d steps)", r.ResumedAt, r.Steps, 18-r.ResumedAt)
+	}
+	// The resumed result equals an uninterrupted run's.
+	e2 := memEnv()
+	in2 := e2.bucket(t, e2.in)
+	put(t, in2, "contents/a.png", pngBytes(t, testImage(20, 20, 1)))
+	put(t, in2, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	cfg2 := e2.config(man)
+	cfg2.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+	rep2, err := Run(t.Context(), cfg2)
+	if err != nil || rep2.Done != 1 {
+		t.Fatal(err)
+	}
+	a, _ := e.bucket(t, e.out).ReadAll(t.Context(), rep.Results[0].Outputs.Image)
+	b, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), rep2.Results[0].Outputs.Image)
+	la, _ := e.bucket(t, e.out).ReadAll(t.Context(), rep.Results[0].Outputs.LossLog)
+	lb, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), rep2.Results[0].Outputs.LossLog)
+	if !bytes.Equal(a, b) || !bytes.Equal(la, lb) || len(a) == 0 {
+		t.Error("resumed result differs from an uninterrupted run's")
 	}
 }
