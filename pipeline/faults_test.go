@@ -475,3 +475,68 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestSecretsNeverLeak: credentials in the environment and in URLs (a password in the
+// endpoint URL, a session token) appear in no log line, summary, provenance, contact sheet
+// or error, even with storage faults and failing pairs producing error messages.
+func TestSecretsNeverLeak(t *testing.T) {
+	const (
+		envSecret = "ENVSECRETzq8Yx3"
+		urlSecret = "URLSECRETp4Kd9w"
+	)
+	rig := newS3Rig(t, 7, 0.15, 2*time.Second)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", envSecret)
+	t.Setenv("AWS_SESSION_TOKEN", envSecret+"-token")
+	in := rig.direct(t, "in")
+	catalogueInputs(t, in, 3)
+	put(t, in, "contents/broken.png", []byte("not a png"))
+	pu, _ := url.Parse(rig.proxy.srv.URL)
+	pu.User = url.UserPassword("nst", urlSecret)
+	q := rig.query(pu.String())
+	man := writeManifest(t, manifestText("s3://in/contents/?"+q, "s3://in/styles/?"+q, "s3://out/r/?"+q, ""))
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "secrets", Version: "test",
+		Logger:  slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Storage: storage.Options{OpTimeout: 300 * time.Millisecond, Retry: storage.RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: 5 * time.Millisecond}}}
+	rep, err := Run(t.Context(), cfg)
+	var texts []string
+	if err != nil {
+		texts = append(texts, err.Error())
+	}
+	if rep != nil {
+		for _, r := range rep.Results {
+			if r.Err != nil {
+				texts = append(texts, r.Err.Error())
+			}
+		}
+	}
+	mu.Lock()
+	texts = append(texts, logs.String())
+	mu.Unlock()
+	out := rig.direct(t, "out")
+	objects := 0
+	for k, err := range listKeys(out, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := out.ReadAll(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, k+"\n"+string(data))
+		objects++
+	}
+	for _, s := range texts {
+		for _, secret := range []string{envSecret, urlSecret} {
+			if i := strings.Index(s, secret); i >= 0 {
+				t.Errorf("secret %s leaked: ...%s...", secret, s[max(0, i-200):min(len(s), i+50)])
+			}
+		}
+	}
+	if !strings.Contains(strings.Join(texts, "\n"), "nst%3AREDACTED%40") || objects < 10 || rep == nil || rep.Failed == 0 {
+		t.Errorf("the test did not exercise what it claims: %d objects, report %+v", objects, rep)
+	}
+	_, injected := rig.proxy.counts()
+	t.Logf("%d objects and %d log bytes checked; faults %v; failed %d", objects, logs.Len(), injected, rep.Failed)
+}
