@@ -50,7 +50,7 @@ func LossPlot(w io.Writer, steps []transfer.Step, opts PlotOptions) error {
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = "loss (log scale)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: 1}
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 
