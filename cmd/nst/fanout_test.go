@@ -135,8 +135,13 @@ func TestFanout(t *testing.T) {
 		}
 	}
 	last := f.readCheckpoint(t, ck2ID)
-	if last == nil || last.Step < ck2.Step {
-		t.Errorf("after SIGTERM: checkpoint of %s %v, want step >= %d", ck2ID, last, ck2.Step)
+	switch {
+	case last == nil:
+		t.Errorf("after SIGTERM: no checkpoint of %s", ck2ID)
+	case last.Step < ck2.Step:
+		t.Errorf("after SIGTERM: checkpoint of %s at step %d, want >= %d", ck2ID, last.Step, ck2.Step)
+	default:
+		t.Logf("shard 2: its checkpoint after SIGTERM is at step %d", last.Step)
 	}
 	if sum := f.summary(t, 2); !sum.Interrupted || sum.Stopped != "interrupted" || sum.Done+sum.Skipped == sum.Planned {
 		t.Errorf("shard 2's summary after SIGTERM: interrupted %v, stopped %q, %d done + %d skipped of %d", sum.Interrupted, sum.Stopped, sum.Done, sum.Skipped, sum.Planned)
@@ -156,7 +161,7 @@ func TestFanout(t *testing.T) {
 		s    *shard
 		id   string
 		from int
-	}{{s1b, ckID, ck.Step}, {s2b, ck2ID, last.Step}} {
+	}{{s1b, ckID, ck.Step}, {s2b, ck2ID, ck2.Step}} {
 		done := c.s.pairDone(c.id)
 		if done == nil {
 			t.Errorf("shard %d: no \"pair done\" log line for %s\n%s", c.s.index, c.id, c.s.tail())
@@ -179,7 +184,7 @@ func TestFanout(t *testing.T) {
 			t.Errorf("shard 1's retry: pair %s %s, want %s (done before the kill: %v)", p.ID, p.Status, want, doneAtKill[p.ID])
 		}
 	}
-	f.checkFinal(t, plan, map[string]int{ckID: ck.Step, ck2ID: last.Step})
+	f.checkFinal(t, plan, map[string]int{ckID: ck.Step, ck2ID: ck2.Step})
 	t.Logf("fan-out done in %v", time.Since(t0).Round(time.Millisecond))
 }
 
