@@ -10,13 +10,17 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
 	"image/color/palette"
 	"image/gif"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -565,5 +569,92 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	lb, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), rep2.Results[0].Outputs.LossLog)
 	if !bytes.Equal(a, b) || !bytes.Equal(la, lb) || len(a) == 0 {
 		t.Error("resumed result differs from an uninterrupted run's")
+	}
+}
+
+// loadRun runs n tiny pairs (n contents x 1 style, steps 1, size 8) on file:// and returns
+// the peak heap in use and the peak number of open file descriptors sampled during the run.
+func loadRun(t *testing.T, n int) (heap uint64, fds int, d time.Duration) {
+	root := filepath.ToSlash(t.TempDir())
+	for _, dir := range []string{"in/contents", "in/styles", "out"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := pngBytes(t, testImage(8, 8, 1))
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(root, "in/contents", fmt.Sprintf("c%05d.png", i)), img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "in/styles/s.png"), pngBytes(t, testImage(8, 8, 2)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	man := writeManifest(t, fmt.Sprintf(`apiVersion: nst/v1
+kind: StyleBatch
+metadata: {name: load}
+spec:
+  model: {weights: random}
+  inputs: {contents: {url: "file://%s/in/contents/"}, styles: {url: "file://%s/in/styles/"}}
+  params: {size: 8, steps: 1}
+  output: {url: "file://%s/out/"}
+`, root, root, root))
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "load", Version: "test", GPUJobs: 2, IOJobs: 4}
+	runtime.GC()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			heap = max(heap, ms.HeapInuse)
+			if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+				fds = max(fds, len(ents))
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	start := time.Now()
+	rep, err := Run(t.Context(), cfg)
+	d = time.Since(start)
+	close(stop)
+	wg.Wait()
+	if err != nil || rep.Done != n || !rep.OK() {
+		t.Fatalf("%d pairs: %v, done %d failed %d", n, err, rep.Done, rep.Failed)
+	}
+	return heap, fds, d
+}
+
+// TestLoadManyTinyPairs: thousands of tiny pairs on file:// complete, with peak heap and open
+// files that do not grow with the catalogue (N=60 against 360; NST_LOAD=1: 500 against 3000).
+func TestLoadManyTinyPairs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	// About 45 ms a pair on a shared 2-core machine (four outputs, each written once and
+	// verified): the default sizes keep the test near 20 s; NST_LOAD=1 runs 500 and 3000.
+	small, big := 60, 360
+	if os.Getenv("NST_LOAD") == "1" {
+		small, big = 500, 3000
+	}
+	base, _ := os.ReadDir("/proc/self/fd")
+	h1, f1, d1 := loadRun(t, small)
+	h2, f2, d2 := loadRun(t, big)
+	after, _ := os.ReadDir("/proc/self/fd")
+	t.Logf("N=%d: %v, peak heap %d KiB, peak fds %d; N=%d: %v, peak heap %d KiB, peak fds %d; fds before %d, after %d",
+		small, d1.Round(time.Millisecond), h1>>10, f1, big, d2.Round(time.Millisecond), h2>>10, f2, len(base), len(after))
+	// Results and the summary grow with N (a few hundred bytes an item); images do not stay.
+	if h2 > 2*h1+16<<20 {
+		t.Errorf("peak heap grew from %d KiB to %d KiB", h1>>10, h2>>10)
+	}
+	if f2 > f1+8 || f2 > len(base)+64 {
+		t.Errorf("peak open files grew from %d to %d (base %d)", f1, f2, len(base))
+	}
+	if len(after) > len(base)+2 {
+		t.Errorf("%d files open after the runs, %d before", len(after), len(base))
 	}
 }
