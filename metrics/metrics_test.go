@@ -43,7 +43,9 @@ func TestPush(t *testing.T) {
 	if err := Push(t.Context(), srv.URL, rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].method != http.MethodPut || got[0].path != "/metrics/job/nst/run_id/demo-1234/shard/3" {
+	// The grouping labels follow the job in either order.
+	if len(got) != 1 || got[0].method != http.MethodPut || (got[0].path != "/metrics/job/nst/run_id/demo-1234/shard/3" &&
+		got[0].path != "/metrics/job/nst/shard/3/run_id/demo-1234") {
 		t.Fatalf("requests %+v", got)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
