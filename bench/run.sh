@@ -39,8 +39,11 @@ for part in "${parts[@]}"; do
 	case $part in
 	peak)
 		echo; echo "## Peak: 4096x4096 sgemm (libtorch/MKL), ${BENCH_THREADS:-2} threads"; echo
-		"$py" bench/seed_bench.py peak --threads "${BENCH_THREADS:-2}" --reps 7
-		"$py" bench/seed_bench.py peak --threads 1 --reps 7
+		for rep in 1 2 3; do # interleaved: nst's test binary (gotch) and PyTorch, same libtorch
+			NST_BENCH_THREADS=${BENCH_THREADS:-2} "$out/torch.test" -test.run '^$' -test.bench PeakMatmul -test.benchtime 5x | grep '^Benchmark'
+			"$py" bench/seed_bench.py peak --threads "${BENCH_THREADS:-2}" --reps 5
+		done
+		"$py" bench/seed_bench.py peak --threads 1 --reps 5
 		echo "flags: $(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(fma|avx2|avx512f|avx512_bf16|amx_tile)$' | tr '\n' ' ')  MHz: $(grep -m1 'cpu MHz' /proc/cpuinfo | cut -d: -f2 | xargs)"
 		;;
 	step)

@@ -7,10 +7,15 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
@@ -214,4 +219,38 @@ func peakRSSMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkPeakMatmul times a 4096x4096 float32 matmul (libtorch's sgemm, MKL in the PyPI
+// wheel) on NST_BENCH_THREADS threads: the practical peak the per-step GFLOP/s is compared with.
+//
+//	go test -run '^$' -bench PeakMatmul -benchtime 5x ./transfer/torch
+func BenchmarkPeakMatmul(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	setThreads(benchEnvInt("NST_BENCH_THREADS", 2))
+	const n = 4096
+	x, err := ts.Randn([]int64{n, n}, gotch.Float, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Drop()
+	warm, err := x.Matmul(x, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	warm.Drop()
+	times := make([]float64, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		y, err := x.Matmul(x, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, time.Since(t0).Seconds())
+		y.Drop()
+	}
+	b.ReportMetric(2*n*n*n/median(times)/1e9, "GFLOP/s")
+	b.ReportMetric(float64(numThreads()), "threads")
 }
