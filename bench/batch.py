@@ -167,8 +167,8 @@ def batch_mode(a):
             f.write(json.dumps(r) + "\n")
     med = lambda v: statistics.median(v)
     print(f"\n{len(pairs)} pairs ({a.contents} contents x {a.styles} styles), {a.size} px, Adam {a.steps} steps, {a.cores} threads; medians of {a.reps} interleaved repetitions\n")
-    print("| mode | wall s | pairs/hour | speed-up vs naive | busy share (CPU s / (wall x cores)) | load avg |")
-    print("|---|---|---|---|---|---|")
+    print("| mode | wall s | pairs/hour | speed-up vs naive | CPU s per pair | busy share (CPU s / (wall x cores)) | load avg |")
+    print("|---|---|---|---|---|---|---|")
     names = {"naive": "naive: `nst stylize` per pair (fresh process)", "run": "`nst run` (worker processes)",
              "run-inproc": "`nst run --in-process`"}
     for mode in ["naive", "run", "run-inproc"]:
@@ -176,7 +176,7 @@ def batch_mode(a):
         sp = [r["pairs_per_hour"] / n["pairs_per_hour"] for r in sel for n in rows if n["mode"] == "naive" and n["rep"] == r["rep"]]
         loads = [r["load_before"] for r in sel] + [r["load_after"] for r in sel]
         print(f"| {names[mode]} | {med([r['wall_s'] for r in sel]):.1f} | {med([r['pairs_per_hour'] for r in sel]):.0f} | "
-              f"**{med(sp):.2f}x** | {med([r['busy'] for r in sel]):.2f} | {min(loads):.1f}-{max(loads):.1f} |")
+              f"**{med(sp):.2f}x** | {med([r['cpu_s'] / r['pairs'] for r in sel]):.2f} | {med([r['busy'] for r in sel]):.2f} | {min(loads):.1f}-{max(loads):.1f} |")
 
 
 def rss_mode(a):
