@@ -55,7 +55,7 @@ type PairResult struct {
 	Status Status
 	// Err is a *PairError for StatusFailed and StatusInterrupted, nil otherwise.
 	Err error
-	// Outputs are the item's output keys, relative to the output URL.
+	// Outputs are the item's output keys in the output bucket (they include the output prefix).
 	Outputs OutputKeys
 	// Duration is the wall time spent on the item in this run (reading, computing, writing).
 	Duration time.Duration
@@ -93,7 +93,7 @@ type Report struct {
 // OK reports whether every item of the shard is done or skipped.
 func (r *Report) OK() bool { return r.Done+r.Skipped == r.Planned }
 
-// OutputKeys are an item's object keys relative to the output URL.
+// OutputKeys are an item's object keys in the output bucket, output prefix included.
 type OutputKeys struct {
 	Image      string `json:"image"`
 	LossLog    string `json:"lossLog"`

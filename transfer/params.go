@@ -1,7 +1,8 @@
 // Package transfer holds what the style-transfer engine is asked and what it answers: Params,
 // Request, Result, the Optimizer interface, and Fake, a pure-Go Optimizer for tests of
-// everything around the engine. The libtorch engine lives in transfer/torch; this package
-// imports nothing of nst's and no cgo, so the pipeline builds and tests without libtorch.
+// everything around the engine. The libtorch engine lives in transfer/torch and the engine in
+// child processes in transfer/worker; this package imports only transfer/imaging (pure Go) and
+// no cgo, so the pipeline builds and tests without libtorch.
 package transfer
 
 import (
