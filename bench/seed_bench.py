@@ -87,23 +87,46 @@ def step_mode(a):
             times.append(time.perf_counter() - t0)
             evals_per_step.append(1)
     else:
-        optimizer = optim.LBFGS([target], lr=1, max_iter=1, history_size=100,
+        # The usual PyTorch use (the PyTorch style-transfer tutorial): step(closure) runs
+        # max_iter iterations. Each step() call starts with one closure call at the current
+        # point, so calling it with max_iter=1 per iteration would double the work; instead one
+        # call does the warm-up iterations and a second the measured ones, and the measured
+        # time starts after the second call's initial evaluation. Per-iteration times are the
+        # spans between the ends of iterations (n_iter advancing, seen at each evaluation).
+        # max_eval is lifted so only max_iter stops the run.
+        optimizer = optim.LBFGS([target], lr=1, max_iter=a.warmup, max_eval=10**9, history_size=100,
                                 tolerance_change=1e-9, line_search_fn="strong_wolfe")
+        marks = []
 
         def closure():
             evals[0] += 1
             optimizer.zero_grad()
             loss = loss_of(target)
             loss.backward()
+            st = optimizer.state[optimizer._params[0]]
+            marks.append((time.perf_counter(), st.get("n_iter", 0), evals[0], loss.item()))
             return loss
 
-        for ii in range(1, a.steps + 1):
-            t0 = time.perf_counter()
-            e0 = evals[0]
-            loss = optimizer.step(closure)
-            losses.append(loss.item())
-            times.append(time.perf_counter() - t0)
-            evals_per_step.append(evals[0] - e0)
+        optimizer.step(closure)  # warm-up iterations (their first evaluation included)
+        optimizer.param_groups[0]["max_iter"] = a.steps - a.warmup
+        marks.clear()
+        e0 = evals[0]
+        optimizer.step(closure)
+        # marks[0] is the redundant initial evaluation of the second call; n_iter counts from
+        # the start of the run, so an iteration ends when the next mark shows a larger n_iter.
+        # Iteration boundaries: the last evaluation before n_iter increases.
+        ends = []
+        for i in range(1, len(marks)):
+            if i + 1 == len(marks) or marks[i + 1][1] > marks[i][1]:
+                ends.append(marks[i][0])
+        prev = marks[0][0]
+        for t in ends:
+            times.append(t - prev)
+            prev = t
+        times[:0] = [float("nan")] * a.warmup  # keep the warm-up slots, unmeasured
+        losses.append(marks[-1][3])
+        n_iter = len(ends)
+        evals_per_step = [float("nan")] * a.warmup + [(evals[0] - e0 - 1) / max(1, n_iter)] * n_iter
     meas = times[a.warmup:]
     print(json.dumps({
         "side": "pytorch", "optimizer": a.optimizer, "size": a.size,
