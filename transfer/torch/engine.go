@@ -150,18 +150,6 @@ func deviceName(d gotch.Device) string {
 	return "cpu"
 }
 
-// minSide is the smallest image side VGG19 can take down to the given layer: each max pool
-// halves (rounding down) the side, and a layer after k pools needs at least one pixel left.
-func minSide(layer int) int {
-	pools := 0
-	for p := 0; p < layer; p++ {
-		if vggPooled[vggIndex[p]] {
-			pools++
-		}
-	}
-	return 1 << pools
-}
-
 // styleCache keeps prepared style targets (Gram matrices, on the host) by key, least recently
 // used first out. Host copies make entries safe to share between concurrent runs on any device.
 type styleCache struct {
@@ -301,7 +289,7 @@ func (r *run) plan() ([]scalePlan, error) {
 	full := imaging.Fit(content, p.Size)
 	fw, fh := full.Rect.Dx(), full.Rect.Dy()
 	n := max(p.Scales, 1)
-	need := minSide(r.deepest())
+	need := transfer.MinSide(p)
 	plans := make([]scalePlan, n)
 	for i := range plans {
 		c := full
