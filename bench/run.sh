@@ -8,7 +8,7 @@
 #   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
 #   BENCH_STEPS [128:7,256:4,512:2]  steps per size, warm-up included (BENCH_WARMUP [1])
 #   BENCH_THREADS [2]  libtorch threads on both sides
-#   TTQ_ADAM_STEPS [300]  the Adam run whose loss the time-to-quality runs must reach
+#   TTQ_ADAM_STEPS [2000] (the seed's) TTQ_SIZE [256] TTQ_MAX_LBFGS [300] TTQ_SCHEDULES [lbfgs]: time to quality
 #   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
 #   PYTHON [.venv-ref/bin/python] (made by reference/setup-venv.sh)  BENCH_OUT [a new temp folder]
 set -euo pipefail
@@ -54,8 +54,10 @@ for part in "${parts[@]}"; do
 		;;
 	ttq)
 		echo; echo "## Time to quality"
-		"$py" bench/ttq.py --nst "$out/nst" --out "$out" --content "$out/img/content-256.png" --style "$out/img/style-256.png" \
-			--threads "${BENCH_THREADS:-2}" --adam-steps "${TTQ_ADAM_STEPS:-300}" --schedules "${TTQ_SCHEDULES:-lbfgs,adam-lr0.02}"
+		ts=${TTQ_SIZE:-256}
+		"$py" bench/ttq.py --nst "$out/nst" --out "$out" --content "$out/img/content-$ts.png" --style "$out/img/style-$ts.png" \
+			--size "$ts" --threads "${BENCH_THREADS:-2}" --adam-steps "${TTQ_ADAM_STEPS:-2000}" --max-lbfgs "${TTQ_MAX_LBFGS:-300}" \
+			--schedules "${TTQ_SCHEDULES:-lbfgs}"
 		;;
 	batch)
 		echo; echo "## Batch"
