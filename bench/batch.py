@@ -184,8 +184,8 @@ def rss_mode(a):
     make_inputs(root, a.contents, a.styles, a.size)
     n = a.contents * a.styles
     print(f"\n{n} pairs in one `nst run`, {a.size} px, Adam {a.steps} steps; RSS polled every {a.poll} s\n")
-    print("| mode | wall s | RSS at 10% of pairs (MiB) | at 50% | at 100% | peak | growth 2nd half (MiB/100 pairs) | largest process peak MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| mode | wall s | tree RSS MiB at 15% of pairs | at 45% | at 65% | at 95% | peak | growth of the engine process, MiB per 100 pairs, 15-45% / 65-95% | engine process peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for mode in ["run", "run-inproc"]:
         out = os.path.join(root, f"out-{mode}")
         os.makedirs(out, exist_ok=True)
@@ -196,20 +196,27 @@ def rss_mode(a):
             for s in samples:
                 f.write(json.dumps(s) + "\n")
 
-        def at(frac):
-            want = frac * n
-            v = [s["rss_tree_mib"] for s in samples if s["pairs_done"] >= want]
-            return v[0] if v else float("nan")
-        half = [s for s in samples if s["pairs_done"] >= n / 2]
-        slope = float("nan")
-        if len(half) > 2 and half[-1]["pairs_done"] > half[0]["pairs_done"]:
-            xs = [s["pairs_done"] for s in half]
-            ys = [s["rss_tree_mib"] for s in half]
-            mx, my = statistics.mean(xs), statistics.mean(ys)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / max(1e-9, sum((x - mx) ** 2 for x in xs)) * 100
-        name = "`nst run` (workers, recycled every 100 pairs)" if mode == "run" else "`nst run --in-process`"
-        print(f"| {name} | {wall:.0f} | {at(0.1):.0f} | {at(0.5):.0f} | {at(0.99):.0f} | "
-              f"{max(s['rss_tree_mib'] for s in samples):.0f} | {slope:+.1f} | {max(s['rss_max_proc_mib'] for s in samples):.0f} |")
+        print(rss_row(mode, wall, samples, n))
+
+
+def rss_row(mode, wall, samples, n):
+    """One table row: tree RSS at points of the run, and growth over two windows that avoid
+    each worker's first pairs (its warm-up) and the recycling at 100 pairs."""
+    def at(frac):
+        v = [s for s in samples if s["pairs_done"] >= frac * n]
+        return v[0] if v else None
+
+    def growth(f0, f1, key):
+        s0, s1 = at(f0), at(f1)
+        if not s0 or not s1 or s1["pairs_done"] == s0["pairs_done"]:
+            return float("nan")
+        return (s1[key] - s0[key]) / (s1["pairs_done"] - s0["pairs_done"]) * 100
+
+    cells = [f"{at(f)['rss_tree_mib']:.0f}" if at(f) else "-" for f in (0.15, 0.45, 0.65, 0.95)]
+    name = "`nst run` (workers, recycled every 100 pairs)" if mode == "run" else "`nst run --in-process`"
+    return (f"| {name} | {wall:.0f} | " + " | ".join(cells) +
+            f" | {max(s['rss_tree_mib'] for s in samples):.0f} | {growth(0.15, 0.45, 'rss_max_proc_mib'):+.1f} / "
+            f"{growth(0.65, 0.95, 'rss_max_proc_mib'):+.1f} | {max(s['rss_max_proc_mib'] for s in samples):.0f} |")
 
 
 def main():
