@@ -48,10 +48,12 @@ def run_py(a, opt, size, steps, warm, truncate=False):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--test-bin", required=True)
-    ap.add_argument("--python", required=True)
-    ap.add_argument("--images", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--test-bin")
+    ap.add_argument("--python")
+    ap.add_argument("--images")
+    ap.add_argument("--out")
+    ap.add_argument("--report", nargs="+", metavar="STEP_JSONL",
+                    help="only print the tables from earlier runs' step.jsonl files (repetitions renumbered)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default="128,256,512")
@@ -61,6 +63,18 @@ def main():
     ap.add_argument("--reps512", type=int, default=2)
     ap.add_argument("--no-truncated", action="store_true", help="skip the conv5_1-truncated PyTorch variant")
     a = ap.parse_args()
+    if a.report:
+        rows = []
+        for i, path in enumerate(a.report):
+            with open(path) as f:
+                for line in f:
+                    r = json.loads(line)
+                    r["rep"] = 100 * i + r["rep"]
+                    rows.append(r)
+        report(rows, a.threads)
+        return
+    if not (a.test_bin and a.python and a.images and a.out):
+        ap.error("--test-bin, --python, --images and --out are needed to run")
     sizes = [int(s) for s in a.sizes.split(",")]
     steps = {int(k): int(v) for k, v in (kv.split(":") for kv in a.steps.split(","))}
     rows = []
@@ -109,8 +123,8 @@ def flops(size):
 
 def report(rows, threads):
     med = lambda v: statistics.median(v) if v else float("nan")
-    print(f"\n| optimiser | px | nst s/step | PyTorch (seed) s/step | nst / PyTorch | PyTorch cut at conv5_1 s/step | nst / cut | nst GFLOP/s | PyTorch evals/step | reps | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| optimiser | px | nst s/step | PyTorch (seed) s/step | nst / PyTorch | per-rep ratios | PyTorch cut at conv5_1 s/step | nst / cut | nst GFLOP/s | PyTorch evals/step | reps | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted({(r["opt"], r["size"]) for r in rows}, key=lambda k: (k[0] != "adam", k[1]))
     for opt, size in keys:
         sel = [r for r in rows if r["opt"] == opt and r["size"] == size]
@@ -133,7 +147,8 @@ def report(rows, threads):
         trs = f"{med(tr):.3f}" if tr else "-"
         trr = f"{med(ratio('py-trunc')):.2f}" if tr else "-"
         gfs = f"{gf:.0f}" if opt == "adam" else "-"
-        print(f"| {opt} | {size} | {med(go):.3f} | {med(py):.3f} | **{med(ratio('py')):.2f}** | {trs} | {trr} | {gfs} | "
+        print(f"| {opt} | {size} | {med(go):.3f} | {med(py):.3f} | **{med(ratio('py')):.2f}** | "
+              f"{', '.join(f'{v:.2f}' for v in ratio('py'))} | {trs} | {trr} | {gfs} | "
               f"{med(ev):.2f} | {len(reps)} | {min(loads):.1f}-{max(loads):.1f} |")
     print("\n| px | nst peak RSS MiB (Adam / L-BFGS) | PyTorch peak RSS MiB (Adam / L-BFGS) |")
     print("|---|---|---|")
