@@ -227,11 +227,22 @@ func catalogueInputs(t *testing.T, in *blob.Bucket, n int) {
 // or loss log without provenance may exist (a pair that failed between writes): it must
 // still be complete and carry the pair's ID. It returns the provenance IDs found.
 // verifyOutputs checks every object under prefix against the fault-free run. With
-// whileRunning, an image or log whose pair has no provenance yet is not judged: storage
-// verifies each write by reading it back and deletes a damaged one (s3blob sends no
+// whileRunning, a pair whose provenance does not yet read back with its ID is not judged:
+// storage verifies each write by reading it back and deletes a damaged one (s3blob sends no
 // Content-MD5, so a body damaged on the way can be stored), so such an object can be seen
-// for a moment before its delete; readers trust outputs only once the provenance, written
-// last, exists. Without whileRunning every object must be exact.
+// for a moment before its delete. That is why the pipeline trusts a pair as done only when
+// its provenance, written last, parses and names the pair's ID. Without whileRunning every
+// object must be exact.
+// provenanceReads reports whether key holds a provenance that parses and names id.
+func provenanceReads(ctx context.Context, out *blob.Bucket, key, id string) bool {
+	data, err := out.ReadAll(ctx, key)
+	if err != nil {
+		return false
+	}
+	var p Provenance
+	return json.Unmarshal(data, &p) == nil && p.ID == id
+}
+
 func verifyOutputs(t *testing.T, out *blob.Bucket, prefix string, want map[string][]byte, ids map[string]string, whileRunning bool) map[string]bool {
 	t.Helper()
 	ctx := context.Background()
@@ -249,10 +260,8 @@ func verifyOutputs(t *testing.T, out *blob.Bucket, prefix string, want map[strin
 		if strings.HasPrefix(rel, "_") { // _runs/, _checkpoints/, _report/
 			continue
 		}
-		if whileRunning && !strings.HasSuffix(rel, ".json") {
-			if done, err := out.Exists(ctx, prefix+keyStem(rel)+".json"); err != nil || !done {
-				continue // not done yet: a damaged attempt may still be on its way out
-			}
+		if whileRunning && !provenanceReads(ctx, out, prefix+keyStem(rel)+".json", ids[keyStem(rel)]) {
+			continue // not done yet: a damaged attempt may still be on its way out
 		}
 		data, err := out.ReadAll(ctx, o.Key)
 		if err != nil {
