@@ -179,15 +179,30 @@ package libtch
 import "C"
 EOF
 )
-key=$(printf '%s' "$libgo" | sha256sum | cut -c1-12)
+# gotch's generated ops each C.malloc(0) a slot for the result handle and never free it: about
+# 32 bytes a tensor op (gotch issues #102, #115, #132), megabytes per thousand optimiser steps.
+# The copy frees that slot once the op has returned (the handle has been read by then), and
+# gives it a real pointer's size. Only the single-result form is rewritten; multi-result ops
+# are left as they are (nst does not use them).
+alloc_old='  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))'
+alloc_new='  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(C.size_t(unsafe.Sizeof(uintptr(0)))))); defer C.free(unsafe.Pointer(ptr))'
+patch_id="free-op-result-slot-v1"
+key=$(printf '%s\n%s' "$libgo" "$patch_id" | sha256sum | cut -c1-12)
 gotch_dir="$cache/gotch-$gotch_version-$key"
-if [[ -f "$gotch_dir/.nst-complete" ]] && cmp -s <(printf '%s\n' "$libgo") "$gotch_dir/libtch/lib.go"; then
+if [[ -f "$gotch_dir/.nst-complete" ]] && cmp -s <(printf '%s\n' "$libgo") "$gotch_dir/libtch/lib.go" &&
+	[[ "$(cat "$gotch_dir/.nst-patches" 2>/dev/null)" == "$patch_id" ]]; then
 	log "gotch copy ready in $gotch_dir"
 else
 	tmp=$(mktemp -d "$cache/.gotch.XXXXXX")
 	cp -R "$gotch_src/." "$tmp/"
 	chmod -R u+w "$tmp"
 	printf '%s\n' "$libgo" >"$tmp/libtch/lib.go"
+	gen="$tmp/ts/tensor-generated.go"
+	n=$(grep -cxF -- "$alloc_old" "$gen" || true)
+	[[ "$n" -gt 2000 ]] || die "gotch's ts/tensor-generated.go does not look like v0.9.1's ($n result slots found); cannot patch it"
+	ALLOC_OLD="$alloc_old" ALLOC_NEW="$alloc_new" perl -pi -e 's/^\Q$ENV{ALLOC_OLD}\E$/$ENV{ALLOC_NEW}/' "$gen"
+	[[ "$(grep -cxF -- "$alloc_old" "$gen" || true)" == 0 ]] || die "patching $gen failed"
+	echo "$patch_id" >"$tmp/.nst-patches"
 	touch "$tmp/.nst-complete"
 	rm -rf "$gotch_dir"
 	mv "$tmp" "$gotch_dir"
