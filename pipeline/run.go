@@ -400,11 +400,7 @@ func (r *runner) compute(ctx context.Context, l *loaded) (c computed, ok bool) {
 		},
 	}
 	if r.cfg.CheckpointEvery > 0 {
-		req.CheckpointEvery = r.cfg.CheckpointEvery
-	}
-	// OnCheckpoint on cancellation needs CheckpointEvery > 0 in some engines; use a huge period.
-	if req.CheckpointEvery <= 0 {
-		req.CheckpointEvery = transfer.MaxSteps * (transfer.MaxScale + 1)
+		req.CheckpointEvery = r.cfg.CheckpointEvery // and, with OnCheckpoint set, once on cancellation
 	}
 	if l.ckpt != nil {
 		c.resumedAt = l.ckpt.Step
