@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/nst-project/nst/pipeline"
 )
 
 // Exit codes, the one table Kubernetes and scripts act on (documented in the README).
@@ -36,6 +38,14 @@ func (e usageError) Unwrap() []error {
 }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// batchErr marks the pipeline's invalid-manifest errors as usage errors (exit 2).
+func batchErr(err error) error {
+	if errors.Is(err, pipeline.ErrInvalid) {
+		return usageError{err}
+	}
+	return err
+}
 
 // command is one subcommand: its flags are defined on fs, and run does the work.
 type command struct {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -35,11 +34,8 @@ func planCommand() command {
 				}
 				cfg.Logger = e.logger
 				p, err := pipeline.PlanBatch(ctx, cfg)
-				if errors.Is(err, pipeline.ErrInvalid) {
-					return usageError{err}
-				}
 				if err != nil {
-					return err
+					return batchErr(err)
 				}
 				if asJSON {
 					enc := json.NewEncoder(e.stdout)

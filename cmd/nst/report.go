@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spf13/pflag"
@@ -31,11 +30,8 @@ func reportCommand() command {
 				}
 				cfg.Logger = e.logger
 				key, err := pipeline.WriteReport(ctx, cfg)
-				if errors.Is(err, pipeline.ErrInvalid) {
-					return usageError{err}
-				}
 				if err != nil {
-					return err
+					return batchErr(err)
 				}
 				fmt.Fprintf(e.stdout, "contact sheet: %s under the manifest's output URL\n", key)
 				return nil

@@ -154,7 +154,7 @@ func runCommand() command {
 					cancel()
 				}
 				if errors.Is(err, pipeline.ErrInvalid) {
-					return usageError{err}
+					return batchErr(err)
 				}
 				if rep != nil {
 					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d failed, %d interrupted; summary %s\n",
