@@ -237,29 +237,60 @@ func (p *Pool) put(w *proc) {
 // Stylize runs req in a worker. Callbacks run in the caller's process, on the goroutine that
 // reads the worker's events; an error from one cancels the job and is returned.
 func (p *Pool) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
+	results, errs := p.run(ctx, []transfer.Request{req}, false)
+	return results[0], errs[0]
+}
+
+var _ transfer.BatchOptimizer = (*Pool)(nil)
+
+// StylizeBatch runs reqs together in one worker (transfer.BatchOptimizer): the worker's engine
+// batches them if it can. A callback error fails only its own request.
+func (p *Pool) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
+	return p.run(ctx, reqs, true)
+}
+
+// run sends reqs to a worker as one job (or, with batch, one batch) and routes its events.
+func (p *Pool) run(ctx context.Context, reqs []transfer.Request, batch bool) ([]*transfer.Result, []error) {
+	results := make([]*transfer.Result, len(reqs))
+	errs := make([]error, len(reqs))
+	all := func(err error) ([]*transfer.Result, []error) {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return results, errs
+	}
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return all(ctx.Err())
 	}
 	defer func() { <-p.slots }()
 
 	w, err := p.get(ctx)
 	if err != nil {
-		return nil, err
+		return all(err)
 	}
-	j := &job{
-		Content: asNRGBA(req.Content), StyleKeys: req.StyleKeys, Params: req.Params, Resume: req.Resume,
-		SaveEvery: req.SaveEvery, CheckpointEvery: req.CheckpointEvery,
-		WantSteps: req.OnStep != nil, WantImages: req.OnImage != nil, WantCheckpoints: req.OnCheckpoint != nil,
+	jobs := make([]*job, len(reqs))
+	for i, req := range reqs {
+		jobs[i] = &job{
+			Content: asNRGBA(req.Content), StyleKeys: req.StyleKeys, Params: req.Params, Resume: req.Resume,
+			SaveEvery: req.SaveEvery, CheckpointEvery: req.CheckpointEvery,
+			WantSteps: req.OnStep != nil, WantImages: req.OnImage != nil, WantCheckpoints: req.OnCheckpoint != nil,
+		}
+		for _, s := range req.Styles {
+			jobs[i].Styles = append(jobs[i].Styles, asNRGBA(s))
+		}
 	}
-	for _, s := range req.Styles {
-		j.Styles = append(j.Styles, asNRGBA(s))
+	w.jobs += len(jobs)
+	ctl := control{Job: jobs[0]}
+	if batch {
+		ctl = control{Batch: jobs}
 	}
-	w.jobs++
-	if err := w.enc.Encode(&control{Job: j}); err != nil {
+	if err := w.enc.Encode(&ctl); err != nil {
 		w.kill()
-		return nil, p.crashed(w, err)
+		return all(p.crashed(w, err))
 	}
 
 	events := make(chan event)
@@ -273,18 +304,25 @@ func (p *Pool) Stylize(ctx context.Context, req transfer.Request) (*transfer.Res
 				return
 			}
 			events <- ev
-			if ev.Result != nil || ev.Err != nil {
+			if ev.Result != nil || ev.Err != nil || ev.Batch != nil {
 				return
 			}
 		}
 	}()
 
-	var callbackErr error
+	callbackErr := make([]error, len(reqs))
 	var deadline <-chan time.Time // set once the job is cancelled
 	cancel := func() {
 		if deadline == nil {
 			deadline = time.After(p.opts.CancelWait)
 			_ = w.enc.Encode(&control{Cancel: true})
+		}
+	}
+	// failed records a callback's error: it fails that request; a lone job is cancelled too.
+	failed := func(i int, err error) {
+		callbackErr[i] = err
+		if !batch {
+			cancel()
 		}
 	}
 	ctxDone := ctx.Done()
@@ -294,47 +332,72 @@ func (p *Pool) Stylize(ctx context.Context, req transfer.Request) (*transfer.Res
 			w.kill()
 			<-events // the reader ends now the pipe is closed
 			err := fmt.Errorf("engine worker did not stop within %v of cancellation: killed", p.opts.CancelWait)
-			if callbackErr != nil {
-				return nil, errors.Join(callbackErr, err)
+			for i := range errs {
+				switch {
+				case callbackErr[i] != nil:
+					errs[i] = errors.Join(callbackErr[i], err)
+				case ctx.Err() != nil:
+					errs[i] = fmt.Errorf("%w: %w", ctx.Err(), err)
+				default:
+					errs[i] = err
+				}
 			}
-			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+			return results, errs
 		case <-ctxDone:
 			cancel()
-			ctxDone = nil // keep reading: the worker still sends its checkpoint and error
+			ctxDone = nil // keep reading: the worker still sends its checkpoints and errors
 		case ev, ok := <-events:
 			if !ok {
 				err := <-readErr
 				w.kill()
-				return nil, p.crashed(w, err)
+				return all(p.crashed(w, err))
 			}
+			i := ev.Index
+			if i < 0 || i >= len(reqs) {
+				w.kill()
+				return all(p.crashed(w, fmt.Errorf("event for job %d of %d", i, len(reqs))))
+			}
+			req := reqs[i]
 			switch {
-			case ev.Step != nil && req.OnStep != nil && callbackErr == nil:
+			case ev.Step != nil && req.OnStep != nil && callbackErr[i] == nil:
 				if err := req.OnStep(*ev.Step); err != nil {
-					callbackErr = fmt.Errorf("step %d: %w", ev.Step.Step, err)
-					cancel()
+					failed(i, fmt.Errorf("step %d: %w", ev.Step.Step, err))
 				}
-			case ev.Image != nil && req.OnImage != nil && callbackErr == nil:
+			case ev.Image != nil && req.OnImage != nil && callbackErr[i] == nil:
 				if err := req.OnImage(ev.Image.Step, ev.Image.Image); err != nil {
-					callbackErr = fmt.Errorf("save image at step %d: %w", ev.Image.Step, err)
-					cancel()
+					failed(i, fmt.Errorf("save image at step %d: %w", ev.Image.Step, err))
 				}
 			case ev.Checkpoint != nil && req.OnCheckpoint != nil:
-				if err := req.OnCheckpoint(ev.Checkpoint); err != nil && callbackErr == nil {
-					callbackErr = fmt.Errorf("checkpoint at step %d: %w", ev.Checkpoint.Step, err)
-					cancel()
+				if err := req.OnCheckpoint(ev.Checkpoint); err != nil && callbackErr[i] == nil {
+					failed(i, fmt.Errorf("checkpoint at step %d: %w", ev.Checkpoint.Step, err))
 				}
 			case ev.Result != nil:
-				p.put(w)
-				if callbackErr != nil {
-					return nil, callbackErr
-				}
-				return ev.Result, nil
+				results[0] = ev.Result
 			case ev.Err != nil:
-				p.put(w)
-				if callbackErr != nil {
-					return nil, callbackErr
+				errs[0] = ev.Err.err()
+			case ev.Batch != nil:
+				if len(ev.Batch.Items) != len(reqs) {
+					w.kill()
+					return all(p.crashed(w, fmt.Errorf("batch of %d answered with %d results", len(reqs), len(ev.Batch.Items))))
 				}
-				return nil, ev.Err.err()
+				for k, it := range ev.Batch.Items {
+					results[k] = it.Result
+					if it.Err != nil {
+						errs[k] = it.Err.err()
+					}
+				}
+			}
+			if ev.Result != nil || ev.Err != nil || ev.Batch != nil {
+				p.put(w)
+				for k := range reqs {
+					if callbackErr[k] != nil {
+						results[k], errs[k] = nil, callbackErr[k]
+					}
+					if errs[k] == nil && results[k] == nil {
+						errs[k] = errors.New("engine worker returned no result")
+					}
+				}
+				return results, errs
 			}
 		}
 	}

@@ -41,20 +41,35 @@ type job struct {
 	WantCheckpoints bool
 }
 
-// control is what the parent sends: a job, or a cancellation of the running one.
+// control is what the parent sends: a job, a batch of jobs run together, or a cancellation
+// of the running one.
 type control struct {
 	Job    *job
+	Batch  []*job
 	Cancel bool
 }
 
-// event is what a worker sends while a job runs; exactly one of the fields is set, and a job
-// ends with Result or Err.
+// event is what a worker sends while a job runs: a step, image or checkpoint of the job (or of
+// the batch's Index-th job), and at the end a Result or Err (a batch: Batch).
 type event struct {
+	Index      int
 	Step       *transfer.Step
 	Image      *stepImage
 	Checkpoint *transfer.Checkpoint
 	Result     *transfer.Result
 	Err        *jobError
+	Batch      *batchDone
+}
+
+// batchDone ends a batch: one result or error per job, in order. (Items are structs: gob
+// cannot encode a nil pointer as a slice element.)
+type batchDone struct {
+	Items []batchItem
+}
+
+type batchItem struct {
+	Result *transfer.Result
+	Err    *jobError
 }
 
 type stepImage struct {
@@ -154,7 +169,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 		}
 	}()
 
-	var next *job // a job that arrived while the previous one was finishing
+	var next *control // a job that arrived while the previous one was finishing
 	for {
 		j := next
 		next = nil
@@ -172,21 +187,21 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 				}
 				return nil
 			}
-			if c.Job == nil {
+			switch {
+			case c.Job != nil:
+				j = &control{Job: c.Job}
+			case c.Batch != nil:
+				j = &control{Batch: c.Batch}
+			default:
 				continue // a cancellation that arrived after its job ended
 			}
-			j = c.Job
 		}
 		jobCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
+		var sendErr error // the job's last event could not be sent: the parent would wait forever
 		go func() {
 			defer close(done)
-			res, err := opt.Stylize(jobCtx, request(j, send))
-			if err != nil {
-				_ = send(event{Err: classify(err)})
-				return
-			}
-			_ = send(event{Result: res})
+			sendErr = send(runJob(jobCtx, opt, j, send))
 		}()
 		for finished := false; !finished; {
 			select {
@@ -200,19 +215,62 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 					return nil
 				case c.Cancel:
 					cancel()
-				case c.Job != nil:
+				case c.Job != nil || c.Batch != nil:
 					// The parent sends a job only after it has read the last one's result, so
 					// this one is already done; the select just saw the new job first.
-					next = c.Job
+					next = &c
 				}
 			}
 		}
 		cancel()
+		if sendErr != nil {
+			return fmt.Errorf("worker: send result: %w", sendErr)
+		}
 	}
 }
 
-// request rebuilds a transfer.Request whose callbacks stream events to the parent.
-func request(j *job, send func(event) error) transfer.Request {
+// runJob runs a job or a batch and returns the event that ends it.
+func runJob(ctx context.Context, opt transfer.Optimizer, c *control, send func(event) error) event {
+	if c.Batch != nil {
+		return event{Batch: runBatch(ctx, opt, c.Batch, send)}
+	}
+	res, err := opt.Stylize(ctx, request(c.Job, 0, send))
+	if err != nil {
+		return event{Err: classify(err)}
+	}
+	return event{Result: res}
+}
+
+// runBatch runs jobs together when opt can (transfer.BatchOptimizer), else one by one.
+func runBatch(ctx context.Context, opt transfer.Optimizer, jobs []*job, send func(event) error) *batchDone {
+	reqs := make([]transfer.Request, len(jobs))
+	for i, j := range jobs {
+		reqs[i] = request(j, i, send)
+	}
+	var results []*transfer.Result
+	var errs []error
+	if b, ok := opt.(transfer.BatchOptimizer); ok {
+		results, errs = b.StylizeBatch(ctx, reqs)
+	} else {
+		results, errs = make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
+		for i, req := range reqs {
+			results[i], errs[i] = opt.Stylize(ctx, req)
+		}
+	}
+	d := &batchDone{Items: make([]batchItem, len(jobs))}
+	for i, err := range errs {
+		if err != nil {
+			d.Items[i].Err = classify(err)
+		} else {
+			d.Items[i].Result = results[i]
+		}
+	}
+	return d
+}
+
+// request rebuilds a transfer.Request whose callbacks stream events to the parent, tagged with
+// the job's index in its batch.
+func request(j *job, index int, send func(event) error) transfer.Request {
 	req := transfer.Request{
 		Content: j.Content, StyleKeys: j.StyleKeys, Params: j.Params, Resume: j.Resume,
 		SaveEvery: j.SaveEvery, CheckpointEvery: j.CheckpointEvery,
@@ -221,15 +279,15 @@ func request(j *job, send func(event) error) transfer.Request {
 		req.Styles = append(req.Styles, s)
 	}
 	if j.WantSteps {
-		req.OnStep = func(s transfer.Step) error { return send(event{Step: &s}) }
+		req.OnStep = func(s transfer.Step) error { return send(event{Index: index, Step: &s}) }
 	}
 	if j.WantImages {
 		req.OnImage = func(step int, img *image.NRGBA) error {
-			return send(event{Image: &stepImage{Step: step, Image: img}})
+			return send(event{Index: index, Image: &stepImage{Step: step, Image: img}})
 		}
 	}
 	if j.WantCheckpoints {
-		req.OnCheckpoint = func(c *transfer.Checkpoint) error { return send(event{Checkpoint: c}) }
+		req.OnCheckpoint = func(c *transfer.Checkpoint) error { return send(event{Index: index, Checkpoint: c}) }
 	}
 	return req
 }

@@ -1,13 +1,18 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
+	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +27,9 @@ func TestMain(m *testing.M) {
 		var eng transfer.Optimizer = transfer.Fake{StepDelay: 2 * time.Millisecond}
 		if n, err := strconv.Atoi(os.Getenv("NST_WORKER_CRASH_AT")); err == nil {
 			eng = crashing{at: n}
+		}
+		if os.Getenv("NST_WORKER_BATCH") != "" {
+			eng = batching{transfer.Fake{StepDelay: 2 * time.Millisecond}}
 		}
 		os.Stderr.WriteString("fake worker ready\n")
 		if err := Serve(context.Background(), os.Stdin, os.Stdout, eng); err != nil {
@@ -50,6 +58,19 @@ func (c crashing) Stylize(ctx context.Context, req transfer.Request) (*transfer.
 		return nil
 	}
 	return transfer.Fake{}.Stylize(ctx, req)
+}
+
+// batching is Fake with StylizeBatch (one request after another), saying on stderr that it
+// was asked for a batch.
+type batching struct{ transfer.Fake }
+
+func (b batching) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
+	fmt.Fprintf(os.Stderr, "batch of %d\n", len(reqs))
+	res, errs := make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
+	for i, r := range reqs {
+		res[i], errs[i] = b.Stylize(ctx, r)
+	}
+	return res, errs
 }
 
 func newPool(t *testing.T, env []string, opts Options) *Pool {
@@ -239,5 +260,83 @@ func TestBadCommand(t *testing.T) {
 	_, err := New(context.Background(), Options{Command: []string{"/bin/false"}})
 	if err == nil || !strings.Contains(err.Error(), "did not start") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestBatch: a batch goes to one worker, whose engine gets it whole when it can batch; every
+// request gets its own callbacks and result, equal to a run on its own; a callback error fails
+// its own request only.
+func TestBatch(t *testing.T) {
+	for _, engineBatches := range []bool{false, true} {
+		t.Run(fmt.Sprint("engine batches: ", engineBatches), func(t *testing.T) {
+			var env []string
+			if engineBatches {
+				env = []string{"NST_WORKER_BATCH=1"}
+			}
+			var logs syncBuffer
+			p := newPool(t, env, Options{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, os.Stderr), nil))})
+			stop := errors.New("disk full")
+			reqs := make([]transfer.Request, 3)
+			steps := make([]int, 3)
+			for i := range reqs {
+				reqs[i] = testRequest(4 + i)
+				reqs[i].OnStep = func(s transfer.Step) error {
+					steps[i]++
+					if i == 1 && s.Step == 2 {
+						return stop
+					}
+					return nil
+				}
+			}
+			results, errs := p.StylizeBatch(context.Background(), reqs)
+			for i := range reqs {
+				if i == 1 {
+					if !errors.Is(errs[1], stop) || results[1] != nil {
+						t.Errorf("request 1: %v, want its callback's error", errs[1])
+					}
+					continue
+				}
+				if errs[i] != nil {
+					t.Fatalf("request %d: %v", i, errs[i])
+				}
+				alone, _ := transfer.Fake{}.Stylize(context.Background(), testRequest(4+i))
+				if len(results[i].Log) != 4+i || steps[i] != 4+i || string(results[i].Image.Pix) != string(alone.Image.Pix) {
+					t.Errorf("request %d: %d steps logged, %d callbacks, image equal to a lone run: %v",
+						i, len(results[i].Log), steps[i], string(results[i].Image.Pix) == string(alone.Image.Pix))
+				}
+			}
+			if got := strings.Contains(logs.String(), "batch of 3"); got != engineBatches {
+				t.Errorf("engine saw the batch whole: %v, want %v", got, engineBatches)
+			}
+		})
+	}
+}
+
+func TestBatchCrashFailsAll(t *testing.T) {
+	p := newPool(t, []string{"NST_WORKER_CRASH_AT=2"}, Options{})
+	reqs := []transfer.Request{testRequest(3), testRequest(3)}
+	reqs[0].OnStep = func(transfer.Step) error { return nil }
+	_, errs := p.StylizeBatch(context.Background(), reqs)
+	for i, err := range errs {
+		if !errors.Is(err, ErrCrashed) {
+			t.Errorf("request %d: %v, want ErrCrashed", i, err)
+		}
 	}
 }
