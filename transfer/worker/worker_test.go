@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -291,7 +290,7 @@ func TestBatch(t *testing.T) {
 				env = []string{"NST_WORKER_BATCH=1"}
 			}
 			var logs syncBuffer
-			p := newPool(t, env, Options{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, os.Stderr), nil))})
+			p := newPool(t, env, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			stop := errors.New("disk full")
 			reqs := make([]transfer.Request, 3)
 			steps := make([]int, 3)
