@@ -37,9 +37,13 @@ type Config struct {
 	// IOJobs bounds concurrent downloads and decodes, and separately concurrent uploads;
 	// 0 means 4.
 	IOJobs int
-	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*GPUJobs. With
-	// IOJobs it caps the images held in memory, whatever the catalogue's size.
+	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*GPUJobs*BatchSize.
+	// With IOJobs it caps the images held in memory, whatever the catalogue's size.
 	MaxInFlight int
+	// BatchSize > 1 lets a lane hand up to BatchSize waiting items with the same parameters to
+	// the engine at once, when it is a transfer.BatchOptimizer (one forward/backward for all
+	// their images; results are each item's own). 0 means 1: one item at a time.
+	BatchSize int
 
 	// Force redoes items that are done and overwrites outputs of other IDs.
 	Force bool
@@ -147,7 +151,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		name string
 		v    *int
 		def  int
-	}{{"GPU jobs", &c.GPUJobs, 1}, {"I/O jobs", &c.IOJobs, 4}} {
+	}{{"GPU jobs", &c.GPUJobs, 1}, {"I/O jobs", &c.IOJobs, 4}, {"batch size", &c.BatchSize, 1}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -156,7 +160,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		}
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 2 * max(c.GPUJobs, 1)
+		c.MaxInFlight = 2 * max(c.GPUJobs, 1) * max(c.BatchSize, 1)
 	}
 	if c.MaxInFlight < 1 {
 		bad("max in flight %d must be >= 1", c.MaxInFlight)

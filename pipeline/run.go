@@ -223,15 +223,18 @@ func (r *runner) process(ctx context.Context, todo []*item) {
 	for range cfg.GPUJobs {
 		lanes.Go(func() {
 			for l := range ready {
-				<-slots
+				batch := gather(ready, l, cfg.BatchSize)
+				for range batch {
+					<-slots
+				}
 				if r.stopping(ctx) {
-					continue // not started: the next run takes it
+					continue // not started: the next run takes them
 				}
-				res, ok := r.compute(ctx, l)
-				if !ok {
-					continue
+				for i, c := range r.computeBatch(ctx, batch) {
+					if c.ok {
+						uploads.Go(func() { r.upload(batch[i], c.computed) })
+					}
 				}
-				uploads.Go(func() { r.upload(l, res) })
 			}
 		})
 	}
@@ -375,22 +378,112 @@ type computed struct {
 	resumedAt int
 }
 
+// gather returns first plus up to size-1 items already waiting in ready, without waiting for
+// more: a lane never holds items back to fill a batch.
+func gather(ready <-chan *loaded, first *loaded, size int) []*loaded {
+	batch := []*loaded{first}
+	for len(batch) < size {
+		select {
+		case l, ok := <-ready:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, l)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// outcome is what computing one item gave: its result, or ok false when it ended here.
+type outcome struct {
+	computed
+	ok bool
+}
+
+// computeBatch runs the engine on loaded items: those with equal parameters (and no checkpoint
+// to resume) together where the engine batches, the others one by one.
+func (r *runner) computeBatch(ctx context.Context, batch []*loaded) []outcome {
+	out := make([]outcome, len(batch))
+	be, batches := r.eng.(transfer.BatchOptimizer)
+	groups := map[string][]int{}
+	var order []string
+	for i, l := range batch {
+		if !batches || len(batch) == 1 || l.ckpt != nil {
+			out[i].computed, out[i].ok = r.compute(ctx, l)
+			continue
+		}
+		d := l.it.params.Digest()
+		if groups[d] == nil {
+			order = append(order, d)
+		}
+		groups[d] = append(groups[d], i)
+	}
+	for _, d := range order {
+		idx := groups[d]
+		if len(idx) == 1 {
+			out[idx[0]].computed, out[idx[0]].ok = r.compute(ctx, batch[idx[0]])
+			continue
+		}
+		jobs := make([]*job, len(idx))
+		reqs := make([]transfer.Request, len(idx))
+		for k, i := range idx {
+			jobs[k] = r.prepare(ctx, batch[i])
+			reqs[k] = jobs[k].req
+		}
+		results, errs := make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
+		if err := protect(func() error {
+			results, errs = be.StylizeBatch(ctx, reqs)
+			return nil
+		}); err != nil {
+			for k := range errs {
+				errs[k] = err
+			}
+		}
+		r.log.Debug("batch", "items", len(reqs))
+		for k, i := range idx {
+			out[i].computed, out[i].ok = r.finish(ctx, jobs[k], results[k], errs[k])
+		}
+	}
+	return out
+}
+
+// job is an item's engine request with its bookkeeping.
+type job struct {
+	l     *loaded
+	req   transfer.Request
+	steps *atomic.Int64
+	c     computed
+}
+
 // compute runs the engine on a loaded item; ok is false when the item ended here (failed or
 // interrupted, recorded).
-func (r *runner) compute(ctx context.Context, l *loaded) (c computed, ok bool) {
+func (r *runner) compute(ctx context.Context, l *loaded) (computed, bool) {
+	j := r.prepare(ctx, l)
+	var res *transfer.Result
+	err := protect(func() (err error) {
+		res, err = r.eng.Stylize(ctx, j.req)
+		return err
+	})
+	return r.finish(ctx, j, res, err)
+}
+
+// prepare builds an item's request: progress, checkpoints and resume.
+func (r *runner) prepare(ctx context.Context, l *loaded) *job {
 	it := l.it
 	id := it.pair.ID
 	r.cfg.Progress.PairStarted(id)
 	total := it.params.Steps * max(it.params.Scales, 1)
-	var steps atomic.Int64
-	req := transfer.Request{
+	j := &job{l: l, steps: new(atomic.Int64)}
+	j.req = transfer.Request{
 		Content:   l.content,
 		Styles:    []image.Image{l.style},
 		StyleKeys: []string{r.styleKey(it)},
 		Params:    it.params,
 		Resume:    l.ckpt,
 		OnStep: func(s transfer.Step) error {
-			steps.Add(1)
+			j.steps.Add(1)
 			r.cfg.Progress.PairStep(id, s.Step, total)
 			return nil
 		},
@@ -400,29 +493,31 @@ func (r *runner) compute(ctx context.Context, l *loaded) (c computed, ok bool) {
 		},
 	}
 	if r.cfg.CheckpointEvery > 0 {
-		req.CheckpointEvery = r.cfg.CheckpointEvery // and, with OnCheckpoint set, once on cancellation
+		j.req.CheckpointEvery = r.cfg.CheckpointEvery // and, with OnCheckpoint set, once on cancellation
 	}
 	if l.ckpt != nil {
-		c.resumedAt = l.ckpt.Step
+		j.c.resumedAt = l.ckpt.Step
 		r.log.Info("resuming from checkpoint", "pair", id, "step", l.ckpt.Step)
 	}
-	var res *transfer.Result
-	err := protect(func() (err error) {
-		res, err = r.eng.Stylize(ctx, req)
-		return err
-	})
-	if err != nil && req.Resume != nil && errors.Is(err, transfer.ErrCheckpointMismatch) && ctx.Err() == nil {
-		r.log.Warn("checkpoint does not match: deleting it and starting fresh", "pair", id, "err", err)
+	return j
+}
+
+// finish records how an item's run ended (retrying once without a checkpoint that does not
+// match); ok is false when the item ended here (failed or interrupted, recorded).
+func (r *runner) finish(ctx context.Context, j *job, res *transfer.Result, err error) (computed, bool) {
+	it, c := j.l.it, j.c
+	if err != nil && j.req.Resume != nil && errors.Is(err, transfer.ErrCheckpointMismatch) && ctx.Err() == nil {
+		r.log.Warn("checkpoint does not match: deleting it and starting fresh", "pair", it.pair.ID, "err", err)
 		r.deleteCheckpoint(ctx, it)
-		req.Resume, c.resumedAt = nil, 0
+		j.req.Resume, c.resumedAt = nil, 0
 		err = protect(func() (err error) {
-			res, err = r.eng.Stylize(ctx, req)
+			res, err = r.eng.Stylize(ctx, j.req)
 			return err
 		})
 	}
-	c.steps = int(steps.Load())
+	c.steps = int(j.steps.Load())
 	if err != nil {
-		pr := PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, idx: it.index, Duration: time.Since(l.start),
+		pr := PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, idx: it.index, Duration: time.Since(j.l.start),
 			Steps: c.steps, ResumedAt: c.resumedAt, Err: &PairError{Pair: it.pair, Op: OpStylize, Err: err}}
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			pr.Status = StatusInterrupted

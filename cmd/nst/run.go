@@ -67,6 +67,7 @@ func runCommand() command {
 		bf                                        batchFlags
 		shardIndex, gpuJobs, maxFailures, ckEvery int
 		maxInFlight, threads, workerMaxPairs      int
+		batchSize                                 int
 		inProcess, noReport                       bool
 		grace                                     time.Duration
 		device, cacheDir, metricsPush             string
@@ -82,6 +83,7 @@ func runCommand() command {
 			bf.register(fs)
 			fs.IntVar(&shardIndex, "shard-index", -1, "this run's shard, 0..shard-count-1 (default $JOB_COMPLETION_INDEX, else 0)")
 			fs.IntVar(&gpuJobs, "gpu-jobs", 1, "pairs stylised at once (compute lanes)")
+			fs.IntVar(&batchSize, "batch-size", 1, "optimise up to N waiting same-size pairs of one preset in one forward/backward per lane (try 4 on a GPU)")
 			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x gpu-jobs)")
 			fs.IntVar(&maxFailures, "max-failures", 0, "stop taking pairs once more than this many failed (0: no limit)")
 			fs.IntVar(&ckEvery, "checkpoint-every", 50, "write a resumable checkpoint every N steps (-1: only when interrupted)")
@@ -107,6 +109,7 @@ func runCommand() command {
 					}
 				}
 				cfg.ShardIndex, cfg.GPUJobs, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, gpuJobs, maxInFlight, maxFailures
+				cfg.BatchSize = batchSize
 				cfg.CheckpointEvery, cfg.GracePeriod, cfg.CacheDir, cfg.Logger = ckEvery, grace, cacheDir, e.logger
 				if grace == 0 {
 					cfg.GracePeriod = time.Nanosecond

@@ -113,3 +113,18 @@ func TestRunBadManifest(t *testing.T) {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
 }
+
+// TestRunBatched: --batch-size 2 sends the pairs of a preset to a worker together (the torch
+// engine optimises them in one batch) and every pair is done.
+func TestRunBatched(t *testing.T) {
+	man := demoManifest(t)
+	code, stdout, stderr := runArgs(t, nil, "run", "--manifest", man, "--device", "cpu", "--threads", "1", "--run-id", "b1", "--batch-size", "2", "--log-format", "json")
+	if code != exitOK || !strings.Contains(stdout, "2 done") {
+		t.Fatalf("run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	for _, k := range []string{"default/a__s.png", "default/b__s.png"} {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(man), "out", k)); err != nil {
+			t.Error(err)
+		}
+	}
+}
