@@ -33,6 +33,7 @@ type Options struct {
 	History        *int        `yaml:"history"`        // L-BFGS history, 1..1000
 	Tolerance      *float64    `yaml:"tolerance"`      // L-BFGS tolerance, finite >= 0
 	StyleBlend     []float64   `yaml:"styleBlend"`     // weight of each style image, finite >= 0
+	Precision      *string     `yaml:"precision"`      // fp32 or bf16 (bfloat16 VGG19)
 
 	// Lines maps the YAML name of each field set in the source (such as "styleWeight") to its
 	// 1-based line. It is nil for Options built in code. For a preset read by LoadPresets the
@@ -63,6 +64,7 @@ func (o Options) Merge(over Options) Options {
 		Scales:         pick(o.Scales, over.Scales),
 		StyleScale:     pick(o.StyleScale, over.StyleScale),
 		PreserveColors: pick(o.PreserveColors, over.PreserveColors),
+		Precision:      pick(o.Precision, over.Precision),
 		History:        pick(o.History, over.History),
 		Tolerance:      pick(o.Tolerance, over.Tolerance),
 		StyleBlend:     slices.Clone(o.StyleBlend),

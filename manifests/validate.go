@@ -279,6 +279,7 @@ func validateOptions(o Options, base string, ps *problems) {
 	intRange("size", o.Size, 0, maxSize)
 	intRange("steps", o.Steps, 1, maxSteps)
 	enum("optimizer", o.Optimizer, "adam", "lbfgs")
+	enum("precision", o.Precision, "fp32", "bf16")
 	if o.LR != nil && (!finite(*o.LR) || *o.LR <= 0) {
 		ps.add(at("lr"), "%v must be a finite number > 0", *o.LR)
 	}

@@ -138,7 +138,7 @@ func TestValidationProblems(t *testing.T) {
 		// Options, in spec.params.
 		{"option ranges", plus("  params:\n    size: 9000\n    steps: 0\n    optimizer: sgd\n    lr: 0\n    contentWeight: -1\n" +
 			"    styleWeight: .nan\n    tvWeight: -.inf\n    contentLayer: conv2_3\n    init: random\n    scales: 9\n    styleScale: 8.5\n" +
-			"    history: 0\n    tolerance: -1e-9\n    styleBlend: [1, -2]\n"),
+			"    history: 0\n    tolerance: -1e-9\n    styleBlend: [1, -2]\n    precision: fp16\n"),
 			[]string{
 				`line 16: spec.params.size: 9000 is outside 0..8192`,
 				`line 17: spec.params.steps: 0 is outside 1..1000000`,
@@ -154,6 +154,7 @@ func TestValidationProblems(t *testing.T) {
 				`line 27: spec.params.history: 0 is outside 1..1000`,
 				`line 28: spec.params.tolerance: -1e-09 must be >= 0`,
 				`line 29: spec.params.styleBlend[1]: -2 must be >= 0`,
+				`line 30: spec.params.precision: "fp16" is not supported (want fp32 or bf16)`,
 			}},
 		{"option upper bounds", plus("  params: {size: -1, steps: 1000001, lr: .inf, history: 1001, scales: -1, styleScale: -1}\n"),
 			[]string{

@@ -105,6 +105,8 @@ func isSet(o manifests.Options, field string) bool {
 		return o.Tolerance != nil
 	case "styleBlend":
 		return o.StyleBlend != nil
+	case "precision":
+		return o.Precision != nil
 	}
 	return false
 }
@@ -150,6 +152,9 @@ func optionsToParams(o manifests.Options) transfer.Params {
 	}
 	set(&p.Scales, o.Scales)
 	setF(&p.StyleScale, o.StyleScale)
+	if o.Precision != nil {
+		p.Precision = *o.Precision
+	}
 	if o.PreserveColors != nil {
 		p.PreserveColors = *o.PreserveColors
 	}

@@ -115,7 +115,18 @@ type Params struct {
 	// L-BFGS settings (ignored by Adam).
 	History   int     `json:"history,omitempty"`
 	Tolerance float64 `json:"tolerance,omitempty"`
+
+	// Precision of the VGG19 forward and backward: "" or "fp32" (the seed's), or "bf16"
+	// (bfloat16 convolutions; features, Gram matrices, losses and the image stay float32).
+	// bf16 is faster where the hardware has it and is not bit-exact with the seed.
+	Precision string `json:"precision,omitempty"`
 }
+
+// Precisions.
+const (
+	FP32 = "fp32"
+	BF16 = "bf16"
+)
 
 // Seed defaults: the style-layer weights of the seed article.
 func defaultStyleLayers() []LayerWeight {
@@ -214,6 +225,11 @@ func (p Params) Validate() error {
 	}
 	if !finite(p.StyleScale) || p.StyleScale < 0 || p.StyleScale > 8 {
 		bad("styleScale: %v is outside 0..8", p.StyleScale)
+	}
+	switch p.Precision {
+	case "", FP32, BF16:
+	default:
+		bad("precision: %q is not fp32 or bf16", p.Precision)
 	}
 	if p.Scales < 0 || p.Scales > MaxScale {
 		bad("scales: %d is outside 0..%d", p.Scales, MaxScale)

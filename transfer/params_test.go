@@ -162,6 +162,7 @@ func TestDigest(t *testing.T) {
 		"scales":         func(p *Params) { p.Scales = 2 },
 		"history":        func(p *Params) { p.History = 5 },
 		"tolerance":      func(p *Params) { p.Tolerance = 1e-8 },
+		"precision":      func(p *Params) { p.Precision = BF16 },
 	}
 	seen := map[string]string{p.Digest(): "defaults"}
 	for name, edit := range edits {

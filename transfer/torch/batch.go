@@ -152,7 +152,11 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, plans []scalePl
 		}
 		inits = append(inits, s.fromFloat32(runs[i].initial(plans[i]), e.dev, 1, 3, int64(h), int64(w)))
 	}
-	pr := &problem{m: e.m, params: p, blend: runs[live[0]].blend, want: map[string]bool{p.ContentLayer: true}}
+	m, err := e.model(p)
+	if err != nil {
+		return err
+	}
+	pr := &problem{m: m, params: p, blend: runs[live[0]].blend, want: map[string]bool{p.ContentLayer: true}}
 	for _, l := range p.StyleLayers {
 		pr.want[l.Layer] = true
 	}

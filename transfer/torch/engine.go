@@ -58,7 +58,12 @@ type Options struct {
 // Engine is the libtorch transfer.Optimizer. It is safe for concurrent use: the weights are
 // read-only and each Stylize call works on its own OS thread.
 type Engine struct {
-	m       *vgg
+	m    *vgg
+	bf16 struct {
+		once sync.Once
+		m    *vgg
+		err  error
+	}
 	dev     gotch.Device
 	threads int
 	info    transfer.Info
@@ -111,7 +116,20 @@ func (e *Engine) Close() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	e.m.drop()
+	if e.bf16.m != nil {
+		e.bf16.m.drop()
+	}
 	return nil
+}
+
+// model returns the weights for p's precision: the float32 ones, or a bfloat16 copy made on
+// first use and shared by every later run.
+func (e *Engine) model(p transfer.Params) (*vgg, error) {
+	if p.Precision != transfer.BF16 {
+		return e.m, nil
+	}
+	e.bf16.once.Do(func() { e.bf16.m, e.bf16.err = e.m.toBF16() })
+	return e.bf16.m, e.bf16.err
 }
 
 // ParseDevice turns "cpu", "cuda", "cuda:N" or "auto"/"" into a device, failing if CUDA is asked

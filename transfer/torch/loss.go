@@ -97,7 +97,12 @@ func gram(s *scope, f *ts.Tensor) *ts.Tensor {
 // requires grad). Style targets come from the engine's cache when the request names its styles.
 func (r *run) newProblem(s *scope, plan scalePlan) *problem {
 	p := r.req.Params
-	pr := &problem{m: r.e.m, params: p, blend: r.blend, want: map[string]bool{p.ContentLayer: true}}
+	m, err := r.e.model(p)
+	if err != nil {
+		s.err = err
+		return nil
+	}
+	pr := &problem{m: m, params: p, blend: r.blend, want: map[string]bool{p.ContentLayer: true}}
 	for _, l := range p.StyleLayers {
 		pr.want[l.Layer] = true
 	}
@@ -110,7 +115,7 @@ func (r *run) newProblem(s *scope, plan scalePlan) *problem {
 		s.err = tmp.err
 		return nil
 	}
-	feats := r.e.m.forward(&tmp, c, map[string]bool{p.ContentLayer: true})
+	feats := m.forward(&tmp, c, map[string]bool{p.ContentLayer: true})
 	if !tmp.ok() {
 		s.err = tmp.err
 		return nil
@@ -120,7 +125,7 @@ func (r *run) newProblem(s *scope, plan scalePlan) *problem {
 	for k, style := range plan.styles {
 		key := ""
 		if len(r.req.StyleKeys) > 0 {
-			key = fmt.Sprintf("%s|%dx%d|%s", r.req.StyleKeys[k], style.Rect.Dx(), style.Rect.Dy(), deviceName(dev))
+			key = fmt.Sprintf("%s|%dx%d|%s|%s", r.req.StyleKeys[k], style.Rect.Dx(), style.Rect.Dy(), deviceName(dev), p.Precision)
 		}
 		grams := map[string]*ts.Tensor{}
 		if cached, ok := r.e.styles.get(key); ok && key != "" && hasLayers(cached, p.StyleLayers) {
@@ -135,7 +140,7 @@ func (r *run) newProblem(s *scope, plan scalePlan) *problem {
 			for _, l := range p.StyleLayers {
 				want[l.Layer] = true
 			}
-			sf := r.e.m.forward(&tmp, st, want)
+			sf := m.forward(&tmp, st, want)
 			host := map[string]hostGram{}
 			for _, l := range p.StyleLayers {
 				// Computed in tmp, so the views it makes (which pin the activations) go with it.

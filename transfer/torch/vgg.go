@@ -43,6 +43,26 @@ var (
 // present (tests use truncated, narrow checkpoints); forward runs no deeper than asked.
 type vgg struct {
 	convs []vggConv
+	// bf16: the weights are bfloat16; forward casts its input to bfloat16 and returns float32
+	// features.
+	bf16 bool
+}
+
+// toBF16 returns a copy of m with bfloat16 weights.
+func (m *vgg) toBF16() (*vgg, error) {
+	var s scope
+	out := &vgg{bf16: true}
+	for _, c := range m.convs {
+		c2 := c
+		c2.w = s.add(c.w.Totype(gotch.BFloat16, false))
+		c2.b = s.add(c.b.Totype(gotch.BFloat16, false))
+		out.convs = append(out.convs, c2)
+	}
+	if !s.ok() {
+		s.drop()
+		return nil, s.err
+	}
+	return out, nil
 }
 
 // drop frees the weights.
@@ -86,7 +106,10 @@ func (m *vgg) forward(s *scope, x *ts.Tensor, want map[string]bool) map[string]*
 	h := x
 	var tmp scope // intermediates not returned
 	defer tmp.drop()
-	for i := 0; i <= deepest && s.ok(); i++ {
+	if m.bf16 {
+		h = tmp.add(x.Totype(gotch.BFloat16, false))
+	}
+	for i := 0; i <= deepest && s.ok() && tmp.ok(); i++ {
 		c := m.convs[i]
 		conv, err := ts.Conv2d(h, c.w, c.b, []int64{1, 1}, []int64{1, 1}, []int64{1, 1}, 1)
 		if err != nil {
@@ -98,10 +121,14 @@ func (m *vgg) forward(s *scope, x *ts.Tensor, want map[string]bool) map[string]*
 			s.err = torchErr(c.name+" relu", err)
 			break
 		}
-		if want[c.name] {
+		switch {
+		case want[c.name] && m.bf16:
+			tmp.add(act, nil)
+			out[c.name] = s.add(act.Totype(gotch.Float, false))
+		case want[c.name]:
 			s.add(act, nil)
 			out[c.name] = act
-		} else {
+		default:
 			tmp.add(act, nil)
 		}
 		h = act
@@ -114,6 +141,9 @@ func (m *vgg) forward(s *scope, x *ts.Tensor, want map[string]bool) map[string]*
 			tmp.add(p, nil)
 			h = p
 		}
+	}
+	if s.ok() && !tmp.ok() {
+		s.err = tmp.err
 	}
 	if !s.ok() {
 		return nil
