@@ -60,6 +60,15 @@ type sheetWriter struct {
 	b     *batch
 	cfg   Config
 	grace context.Context // for the writes
+	// made holds one *thumbOnce per thumbnail key: pairs share content and style thumbnails,
+	// and two goroutines writing the same key at once could each find the other's write
+	// half done.
+	made sync.Map
+}
+
+type thumbOnce struct {
+	once sync.Once
+	err  error
 }
 
 // writeSheets writes this shard's contact sheet and, when every shard's summary exists, the
@@ -300,31 +309,37 @@ func (sw *sheetWriter) thumbs(ctx context.Context, it *item) error {
 		k   string
 	}{{c, b.contents, b.contents.prefix + it.content.key}, {s, b.styles, b.styles.prefix + it.style.key}, {r, b.out, it.keys.Image}} {
 		dst := b.out.prefix + t.key
-		ok, err := b.out.bucket.Exists(ctx, dst)
-		if err != nil {
-			return err
-		}
-		if ok {
-			continue
-		}
-		lim := imaging.DefaultLimits()
-		data, _, err := t.src.bucket.Read(ctx, t.k, lim.MaxBytes)
-		if err != nil {
-			return err
-		}
-		img, _, err := imaging.Decode(bytes.NewReader(data), lim)
-		if err != nil {
-			return err
-		}
-		var buf bytes.Buffer
-		if err := imaging.Encode(&buf, report.Thumbnail(img), "jpeg", 85); err != nil {
-			return err
-		}
-		if err := b.out.bucket.Write(sw.grace, dst, buf.Bytes(), storage.WriteOptions{ContentType: "image/jpeg"}); err != nil {
-			return err
+		v, _ := sw.made.LoadOrStore(dst, &thumbOnce{})
+		o := v.(*thumbOnce)
+		o.once.Do(func() { o.err = sw.thumb(ctx, t.src, t.k, dst) })
+		if o.err != nil {
+			return o.err
 		}
 	}
 	return nil
+}
+
+// thumb writes the thumbnail of src's object k at dst, unless dst exists.
+func (sw *sheetWriter) thumb(ctx context.Context, src source, k, dst string) error {
+	out := sw.b.out.bucket
+	ok, err := out.Exists(ctx, dst)
+	if err != nil || ok {
+		return err
+	}
+	lim := imaging.DefaultLimits()
+	data, _, err := src.bucket.Read(ctx, k, lim.MaxBytes)
+	if err != nil {
+		return err
+	}
+	img, _, err := imaging.Decode(bytes.NewReader(data), lim)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := imaging.Encode(&buf, report.Thumbnail(img), "jpeg", 85); err != nil {
+		return err
+	}
+	return out.Write(sw.grace, dst, buf.Bytes(), storage.WriteOptions{ContentType: "image/jpeg"})
 }
 
 // relLink is the link from the object at key from to the object at key to (both relative to
