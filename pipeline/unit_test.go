@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"errors"
-	"os/exec"
+	"github.com/nst-project/nst/internal/depcheck"
 	"slices"
 	"strings"
 	"testing"
@@ -207,13 +207,7 @@ func TestConfigValidation(t *testing.T) {
 // TestImportBoundary (STYLE.md #11): pipeline, storage and manifests never reach gotch or
 // transfer/torch, so they build and test without cgo.
 func TestImportBoundary(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "./", "../storage", "../manifests").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "sugarme/gotch") || strings.HasSuffix(dep, "/transfer/torch") || strings.HasPrefix(dep, "gocloud.dev/blob/") && !strings.HasSuffix(dep, "/driver") {
-			t.Errorf("imports %s", dep)
-		}
-	}
+	depcheck.Forbid(t, []string{"./", "../storage", "../manifests"}, func(dep string) bool {
+		return depcheck.Native(dep) || depcheck.Driver(dep)
+	})
 }

@@ -1,21 +1,16 @@
 package report
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nst-project/nst/internal/depcheck"
 )
 
-// TestImportBoundary: report renders in pure Go: no gotch, no transfer/torch, no blob driver.
+// TestImportBoundary: report renders in pure Go: no gotch, no transfer/torch, no buckets, no
+// pipeline.
 func TestImportBoundary(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "sugarme/gotch") || strings.HasSuffix(dep, "/transfer/torch") || strings.HasPrefix(dep, "gocloud.dev/") ||
-			strings.HasSuffix(dep, "nst/pipeline") {
-			t.Errorf("imports %s", dep)
-		}
-	}
+	depcheck.Forbid(t, []string{"."}, func(dep string) bool {
+		return depcheck.Native(dep) || strings.HasPrefix(dep, "gocloud.dev/") || strings.HasSuffix(dep, "nst/pipeline")
+	})
 }
