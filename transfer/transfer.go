@@ -70,6 +70,9 @@ type Info struct {
 	Libtorch string `json:"libtorch,omitempty"` // version of the loaded libtorch
 	Device   string `json:"device"`             // "cpu", "cuda:0"
 	Weights  string `json:"weights,omitempty"`  // sha256 of the VGG19 weights, or "random:<seed>"
+	// MemoryFormat is the engine's activation layout ("channels-last", "nchw"): results in
+	// the two agree up to float rounding, not bit for bit.
+	MemoryFormat string `json:"memory_format,omitempty"`
 }
 
 // Optimizer is a style-transfer engine. Implementations must be safe for concurrent Stylize

@@ -38,6 +38,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad out ext", []string{"stylize", "--content", "a.png", "--style", "b.png", "--out", "o.bmp", "--random-weights"}, "--out"},
 		{"no weights", []string{"stylize", "--content", filepath.Join(refDir, "content.png"), "--style", filepath.Join(refDir, "style.png"), "--out", filepath.Join(os.TempDir(), "o.png")}, "vgg19-dcbb9e9d.pth"},
 		{"bad log format", []string{"version", "--log-format", "xml"}, "text or json"},
+		{"bad memory format", []string{"stylize", "--content", "a.png", "--style", "b.png", "--out", "o.png", "--memory-format", "nhwc", "--random-weights"}, `--memory-format "nhwc"`},
+		{"bad memory format in run", []string{"run", "--manifest", "m.yaml", "--memory-format", "nhwc"}, `--memory-format "nhwc"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, _, stderr := runCLI(t, nil, c.args...)

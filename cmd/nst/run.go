@@ -71,6 +71,7 @@ func runCommand() command {
 		inProcess, noReport                       bool
 		grace                                     time.Duration
 		device, cacheDir, metricsPush             string
+		memoryFormat                              string
 	)
 	return command{
 		name:    "run",
@@ -93,11 +94,15 @@ func runCommand() command {
 			fs.BoolVar(&noReport, "no-report", false, "write no HTML contact sheet under the output's _report/ (see nst report)")
 			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
 			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
+			registerMemoryFormat(fs, &memoryFormat)
 			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the batch)")
 			fs.IntVar(&workerMaxPairs, "worker-max-pairs", 100, "start a fresh engine worker after this many pairs, returning memory libtorch keeps (0: never)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return usagef("unexpected arguments %q", e.args)
+				}
+				if err := checkMemoryFormat(memoryFormat); err != nil {
+					return err
 				}
 				cfg, err := bf.config()
 				if err != nil {
@@ -119,7 +124,7 @@ func runCommand() command {
 				if th == 0 && gpuJobs > 1 {
 					th = max(1, runtime.NumCPU()/gpuJobs)
 				}
-				ef := engineFlags{device: device, threads: th}
+				ef := engineFlags{device: device, threads: th, memoryFormat: memoryFormat}
 				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
 					ef.weights, ef.weightsSHA256, ef.randomWeights = spec.WeightsPath, spec.SHA256, spec.Random
 					if inProcess {

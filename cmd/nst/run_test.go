@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,10 +116,12 @@ func TestRunBadManifest(t *testing.T) {
 }
 
 // TestRunBatched: --batch-size 2 sends the pairs of a preset to a worker together (the torch
-// engine optimises them in one batch) and every pair is done.
+// engine optimises them in one batch) and every pair is done; --memory-format reaches the
+// workers' engines, as each pair's provenance records.
 func TestRunBatched(t *testing.T) {
 	man := demoManifest(t)
-	code, stdout, stderr := runArgs(t, nil, "run", "--manifest", man, "--device", "cpu", "--threads", "1", "--run-id", "b1", "--batch-size", "2", "--log-format", "json")
+	code, stdout, stderr := runArgs(t, nil, "run", "--manifest", man, "--device", "cpu", "--threads", "1", "--run-id", "b1", "--batch-size", "2",
+		"--memory-format", "channels-last", "--log-format", "json")
 	if code != exitOK || !strings.Contains(stdout, "2 done") {
 		t.Fatalf("run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
@@ -126,5 +129,17 @@ func TestRunBatched(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(man), "out", k)); err != nil {
 			t.Error(err)
 		}
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(man), "out", "default/a__s.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prov struct {
+		Engine struct {
+			MemoryFormat string `json:"memory_format"`
+		} `json:"engine"`
+	}
+	if err := json.Unmarshal(b, &prov); err != nil || prov.Engine.MemoryFormat != "channels-last" {
+		t.Errorf("provenance engine memory format %q (%v), want channels-last", prov.Engine.MemoryFormat, err)
 	}
 }

@@ -44,7 +44,8 @@ func workerCommand() command {
 
 // workerArgs are the arguments of `nst worker` for an engine configured like ef.
 func (f *engineFlags) workerArgs(seed int64) []string {
-	args := []string{"worker", "--device", f.device, "--threads", strconv.Itoa(f.threads), "--log-format", "json"}
+	args := []string{"worker", "--device", f.device, "--threads", strconv.Itoa(f.threads),
+		"--memory-format", f.memoryFormat, "--log-format", "json"}
 	if f.randomWeights {
 		args = append(args, "--random-weights", "--random-seed", strconv.FormatInt(seed, 10))
 	} else {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ import (
 // per-size figure). 512 px takes tens of seconds a step on 2 cores: it runs only when the
 // -bench pattern names 512 or NST_BENCH_512=1.
 //
-// Environment: NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a
+// Environment: NST_BENCH_FORMAT (channels-last or nchw; default the engine's), NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a
 // folder with content-<size>.png and style-<size>.png, as bench/prep_images.py writes; default
 // /work/shared/images/tubingen.jpg and starry_night.jpg, centre-cropped and resized here; the
 // benchmark is skipped when neither exists).
@@ -54,7 +55,8 @@ func BenchmarkStep(b *testing.B) {
 				content, style := benchImages(b, size)
 				if eng == nil {
 					var err error
-					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2)})
+					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2),
+						MemoryFormat: os.Getenv("NST_BENCH_FORMAT")})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -67,9 +69,21 @@ func BenchmarkStep(b *testing.B) {
 				if opt == transfer.LBFGS {
 					p.LR = 1
 				}
+				// Page faults of the measured steps: a step that faults its buffers in afresh
+				// pays for it in kernel time (see nst_keep_freed_memory).
+				var faults0, faults1 int64
 				b.ResetTimer()
 				res, err := eng.Stylize(context.Background(), transfer.Request{
 					Content: content, Styles: []image.Image{style}, Params: p,
+					OnStep: func(st transfer.Step) error {
+						switch st.Step {
+						case warm:
+							faults0 = minorFaults()
+						case p.Steps:
+							faults1 = minorFaults()
+						}
+						return nil
+					},
 				})
 				b.StopTimer()
 				if err != nil {
@@ -85,6 +99,9 @@ func BenchmarkStep(b *testing.B) {
 					b.ReportMetric(vggStepFLOPs(size, size)/med/1e9, "GFLOP/s")
 				}
 				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
+				if faults1 > 0 {
+					b.ReportMetric(float64(faults1-faults0)/float64(p.Steps-warm), "faults/step")
+				}
 			})
 		}
 	}
@@ -207,6 +224,15 @@ func benchImages(b *testing.B, size int) (content, style *image.NRGBA) {
 }
 
 // peakRSSMiB is this process's peak resident set (VmHWM), 0 if unknown.
+// minorFaults is the process's minor page faults so far.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
+}
+
 func peakRSSMiB() float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {

@@ -49,11 +49,23 @@ type Options struct {
 	// Threads is libtorch's intra-op thread count for each Stylize call; 0 leaves libtorch's
 	// default (one per core). With several concurrent calls, give each cores/calls.
 	Threads int
+	// MemoryFormat is the memory order of VGG19's weights and activations: NCHW (the default,
+	// "": the seed's layout, bit for bit its results) or ChannelsLast, which runs oneDNN's and
+	// cuDNN's native NHWC kernels without reordering activations (~5-10% a step on this
+	// project's CPU at 256 px; on GPUs the layout bf16 tensor cores want) and rounds the
+	// convolutions' sums differently (docs/BENCHMARKS.md).
+	MemoryFormat string
 	// StyleCache is how many prepared style targets to keep (0: 32).
 	StyleCache int
 	// Logger receives engine events; nil discards them.
 	Logger *slog.Logger
 }
+
+// Memory formats of Options.MemoryFormat.
+const (
+	ChannelsLast = "channels-last"
+	NCHW         = "nchw"
+)
 
 // Engine is the libtorch transfer.Optimizer. It is safe for concurrent use: the weights are
 // read-only and each Stylize call works on its own OS thread.
@@ -77,6 +89,7 @@ var _ transfer.Optimizer = (*Engine)(nil)
 func New(opts Options) (*Engine, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	tuned := keepFreedMemory()
 
 	log := opts.Logger
 	if log == nil {
@@ -86,8 +99,16 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	format := opts.MemoryFormat
+	switch format {
+	case "":
+		format = NCHW
+	case ChannelsLast, NCHW:
+	default:
+		return nil, fmt.Errorf("memory format %q: want %s or %s", format, ChannelsLast, NCHW)
+	}
 	e := &Engine{dev: dev, threads: opts.Threads, log: log, styles: newStyleCache(opts.StyleCache)}
-	e.info = transfer.Info{Engine: "torch", Libtorch: Version(), Device: deviceName(dev)}
+	e.info = transfer.Info{Engine: "torch", Libtorch: Version(), Device: deviceName(dev), MemoryFormat: format}
 	switch {
 	case opts.RandomWeights && opts.Weights != "":
 		return nil, errors.New("give VGG19 weights or random weights, not both")
@@ -104,7 +125,14 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Info("VGG19 ready", "layers", len(e.m.convs), "device", e.info.Device, "libtorch", e.info.Libtorch)
+	if e.info.MemoryFormat == ChannelsLast {
+		if err := e.m.toChannelsLast(); err != nil {
+			e.m.drop()
+			return nil, err
+		}
+	}
+	log.Info("VGG19 ready", "layers", len(e.m.convs), "device", e.info.Device, "libtorch", e.info.Libtorch,
+		"memory_format", e.info.MemoryFormat, "malloc_tuned", tuned)
 	return e, nil
 }
 

@@ -855,3 +855,80 @@ func TestBF16TracksFP32(t *testing.T) {
 	}
 	t.Logf("bf16 vs fp32 over 30 steps: worst relative difference of the total loss %.3f%%", 100*worst)
 }
+
+// TestChannelsLast checks that the channels-last engine really holds its weights in NHWC order
+// (libtorch picks its kernels from the strides) and computes what the NCHW engine (the seed's
+// layout, TestParityWithSeed) computes, up to the rounding of sums taken in another order: the
+// total loss within 1e-3 at every one of 40 steps, at most 1% of the output bytes more than 1
+// level apart and a mean difference under 0.1 level. (Adam's normalised update moves a pixel
+// whose gradient is near zero by its sign, so rounding can move a few far apart.)
+func TestChannelsLast(t *testing.T) {
+	open := func(format string) *Engine {
+		e, err := New(Options{Weights: filepath.Join(refDir, "vgg19-narrow.pth"), Device: "cpu", Threads: 1, MemoryFormat: format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	cl, nchw := open(ChannelsLast), open(NCHW)
+	if got := cl.Info().MemoryFormat; got != ChannelsLast {
+		t.Errorf("engine reports memory format %q, want %q", got, ChannelsLast)
+	}
+	w := cl.m.convs[1].w // conv1_2: (out, in, 3, 3)
+	size, err := w.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stride, err := w.Stride()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := size[1]
+	if want := []int64{9 * in, 1, 3 * in, in}; fmt.Sprint(stride) != fmt.Sprint(want) {
+		t.Errorf("channels-last conv1_2 weight strides %v, want %v (NHWC)", stride, want)
+	}
+	if stride, _ := nchw.m.convs[1].w.Stride(); stride[1] == 1 {
+		t.Errorf("nchw engine's weight strides %v are channels-last", stride)
+	}
+	if _, err := New(Options{RandomWeights: true, MemoryFormat: "nhwc"}); err == nil || !strings.Contains(err.Error(), `"nhwc"`) {
+		t.Errorf("unknown memory format: err = %v, want one naming it", err)
+	}
+
+	p := transfer.DefaultParams()
+	p.Size, p.Steps = 64, 40
+	req := transfer.Request{Content: loadPNG(t, "content.png"), Styles: []image.Image{loadPNG(t, "style.png")}, Params: p}
+	a, err := stylize(t, cl, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := stylize(t, nchw, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range b.Log {
+		worst = math.Max(worst, relErr(a.Log[i].TotalLoss, b.Log[i].TotalLoss))
+	}
+	if worst > 1e-3 {
+		t.Errorf("channels-last total loss strays %.2g (relative) from nchw's", worst)
+	}
+	over1, maxDiff, sum := 0, 0, 0
+	for i := range a.Image.Pix {
+		d := int(a.Image.Pix[i]) - int(b.Image.Pix[i])
+		if d < 0 {
+			d = -d
+		}
+		if d > 1 {
+			over1++
+		}
+		maxDiff = max(maxDiff, d)
+		sum += d
+	}
+	mean := float64(sum) / float64(len(a.Image.Pix))
+	if over1 > len(a.Image.Pix)/100 || mean > 0.1 {
+		t.Errorf("outputs differ by %.3f levels on average, %d of %d bytes by more than 1", mean, over1, len(a.Image.Pix))
+	}
+	t.Logf("channels-last vs nchw over %d steps: worst relative loss difference %.2g; bytes %.3f levels apart on average, %d of %d by more than 1 (up to %d)",
+		len(b.Log), worst, mean, over1, len(a.Image.Pix), maxDiff)
+}

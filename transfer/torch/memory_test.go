@@ -54,3 +54,14 @@ func BenchmarkMemory2000Steps(b *testing.B) {
 		b.ReportMetric(float64(end-mid)/1024, "KiB-growth/1000steps")
 	}
 }
+
+// TestMallocTuned checks that glibc accepted every nst_keep_freed_memory setting: without them
+// each step faults its activation buffers in afresh (BenchmarkStep's faults/step).
+func TestMallocTuned(t *testing.T) {
+	if os.Getenv("NST_MALLOC_DEFAULTS") == "1" {
+		t.Skip("NST_MALLOC_DEFAULTS=1 keeps glibc's defaults")
+	}
+	if !keepFreedMemory() {
+		t.Error("mallopt refused a setting of nst_keep_freed_memory")
+	}
+}

@@ -79,9 +79,13 @@ func relErr(got, want float64) float64 {
 // conv4_2 / conv1_1..conv5_1 with weights 1, .8, .5, .3, .1) for 100 steps on the reference
 // fixtures and compares every step's losses with the PyTorch goldens: total within 1e-3
 // relative on steps 1-10 and 1e-2 at step 100.
+// The engine's default layout is NCHW, the seed's; TestChannelsLast covers the other.
 func TestParityWithSeed(t *testing.T) {
 	golden := loadGolden(t, "golden-adam.jsonl")
 	e := narrowEngine(t, "vgg19-narrow.pth")
+	if got := e.Info().MemoryFormat; got != NCHW {
+		t.Fatalf("engine reports memory format %q, want the seed's %q", got, NCHW)
+	}
 	p := transfer.DefaultParams()
 	p.Size = 64
 	p.Steps = len(golden)

@@ -274,3 +274,22 @@ func (s *scope) fromFloat32(data []float32, dev gotch.Device, shape ...int64) *t
 	}
 	return s.add(t.To(dev, false))
 }
+
+// channelsLast returns a's values in channels-last (NHWC) memory order, still indexed as
+// (N, C, H, W): libtorch's ChannelsLast memory format, which its convolutions detect from the
+// strides. gotch has no memory-format argument, so this permutes to NHWC, makes that contiguous
+// and permutes the view back; the result is differentiable (its backward is a copy).
+func (s *scope) channelsLast(a *ts.Tensor) *ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	nhwc := s.add(a.Permute([]int64{0, 2, 3, 1}, false))
+	if !s.ok() {
+		return nil
+	}
+	packed := s.add(nhwc.Contiguous(false))
+	if !s.ok() {
+		return nil
+	}
+	return s.add(packed.Permute([]int64{0, 3, 1, 2}, false))
+}

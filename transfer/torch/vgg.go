@@ -46,12 +46,33 @@ type vgg struct {
 	// bf16: the weights are bfloat16; forward casts its input to bfloat16 and returns float32
 	// features.
 	bf16 bool
+	// channelsLast: the weights are in channels-last memory order and forward puts its input in
+	// that order too, so oneDNN (and cuDNN) run their native NHWC kernels instead of reordering
+	// every activation to and from NCHW. The values are the same; sums may round differently.
+	channelsLast bool
+}
+
+// toChannelsLast converts m's weights to channels-last memory order in place.
+func (m *vgg) toChannelsLast() error {
+	for i := range m.convs {
+		var s scope
+		w := s.take(s.channelsLast(m.convs[i].w))
+		if !s.ok() {
+			s.drop()
+			return fmt.Errorf("%s to channels-last: %w", m.convs[i].name, s.err)
+		}
+		s.drop()
+		_ = m.convs[i].w.Drop()
+		m.convs[i].w = w
+	}
+	m.channelsLast = true
+	return nil
 }
 
 // toBF16 returns a copy of m with bfloat16 weights.
 func (m *vgg) toBF16() (*vgg, error) {
 	var s scope
-	out := &vgg{bf16: true}
+	out := &vgg{bf16: true, channelsLast: m.channelsLast} // Totype preserves the memory format
 	for _, c := range m.convs {
 		c2 := c
 		c2.w = s.add(c.w.Totype(gotch.BFloat16, false))
@@ -108,6 +129,9 @@ func (m *vgg) forward(s *scope, x *ts.Tensor, want map[string]bool) map[string]*
 	defer tmp.drop()
 	if m.bf16 {
 		h = tmp.add(x.Totype(gotch.BFloat16, false))
+	}
+	if m.channelsLast {
+		h = tmp.channelsLast(h)
 	}
 	for i := 0; i <= deepest && s.ok() && tmp.ok(); i++ {
 		c := m.convs[i]
