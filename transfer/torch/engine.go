@@ -51,8 +51,8 @@ type Options struct {
 	Threads int
 	// MemoryFormat is the memory order of VGG19's weights and activations: NCHW (the default,
 	// "": the seed's layout, bit for bit its results) or ChannelsLast, which runs oneDNN's and
-	// cuDNN's native NHWC kernels without reordering activations (~5-10% a step on this
-	// project's CPU at 256 px; on GPUs the layout bf16 tensor cores want) and rounds the
+	// cuDNN's native NHWC kernels without reordering activations (4-28% a step on this
+	// project's CPU; on GPUs the layout bf16 tensor cores want) and rounds the
 	// convolutions' sums differently (docs/BENCHMARKS.md).
 	MemoryFormat string
 	// StyleCache is how many prepared style targets to keep (0: 32).

@@ -31,9 +31,11 @@ static void nst_requires_grad(tensor t, int on) {
 // (trims heap tops, shrinks and unmaps the per-thread arenas that serve the engine's locked OS
 // threads), so every step faults its buffers in again: ~24 000 page faults per Adam step at
 // 256 px, against ~1 400 in the seed's Python process, whose main-thread arena adapts its
-// thresholds. Keeping freed memory (a trim threshold and top pad far above any step's
-// working set, blocks up to glibc's 32 MiB limit from the heap rather than mmap) removes them.
-// The memory stays with the process, which holds its peak working set every step anyway.
+// thresholds. Keeping freed memory removes them (~600 a step): one arena for all threads (the
+// main one, whose top is trimmed only past the trim threshold), a trim threshold and top pad
+// far above a step's working set, and blocks up to glibc's 32 MiB ceiling from the heap rather
+// than mmap. The memory stays with the process, which needs its peak working set every step
+// anyway; worker recycling (--worker-max-pairs) returns it.
 static int nst_keep_freed_memory(void) {
 	int ok = 1;
 	ok &= mallopt(M_MMAP_THRESHOLD, 32 << 20);
