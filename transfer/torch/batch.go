@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"runtime"
 	"time"
 
 	"github.com/sugarme/gotch/ts"
@@ -33,24 +32,18 @@ func (e *Engine) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*
 		}
 		return results, errs
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer func() {
-			if r := recover(); r != nil {
-				for i := range errs {
-					if errs[i] == nil && results[i] == nil {
-						errs[i] = fmt.Errorf("engine panic: %v", r)
-					}
-				}
-			}
-		}()
+	err := e.os.do(func() error {
 		setThreads(e.threads)
 		e.runBatch(ctx, reqs, results, errs)
-	}()
-	<-done
+		return nil
+	})
+	if err != nil { // a panic, or a closed engine
+		for i := range errs {
+			if errs[i] == nil && results[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
 	return results, errs
 }
 

@@ -4,8 +4,9 @@
 // conv1_1..conv5_1, the image optimised directly — plus L-BFGS, total variation, several styles,
 // colour preservation, multi-scale pyramids and checkpoint/resume.
 //
-// All gotch work of one Stylize call runs on a goroutine locked to its OS thread: libtorch's
-// last error and grad mode are thread-local. Every tensor is freed explicitly (libtorch memory is
+// All gotch work of one Stylize call runs on one OS thread, taken from a small set the engine
+// keeps (osthread.go): libtorch's last error and grad mode are thread-local, and OpenMP keeps a
+// team of workers per thread. Every tensor is freed explicitly (libtorch memory is
 // invisible to Go's GC), and only error-returning gotch calls are used (its Must* functions call
 // log.Fatal).
 package torch
@@ -20,7 +21,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +68,7 @@ const (
 )
 
 // Engine is the libtorch transfer.Optimizer. It is safe for concurrent use: the weights are
-// read-only and each Stylize call works on its own OS thread.
+// read-only and concurrent Stylize calls run on distinct OS threads.
 type Engine struct {
 	m    *vgg
 	bf16 struct {
@@ -78,17 +78,32 @@ type Engine struct {
 	}
 	dev     gotch.Device
 	threads int
-	info    transfer.Info
-	log     *slog.Logger
-	styles  *styleCache
+	// os are the OS threads all libtorch work runs on (osthread.go).
+	os     *osThreads
+	info   transfer.Info
+	log    *slog.Logger
+	styles *styleCache
 }
 
 var _ transfer.Optimizer = (*Engine)(nil)
 
 // New loads the weights onto the device.
 func New(opts Options) (*Engine, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	th := &osThreads{}
+	var e *Engine
+	err := th.do(func() (err error) {
+		e, err = newOnThread(opts, th)
+		return err
+	})
+	if err != nil {
+		th.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// newOnThread is New, run on one of the engine's threads (the one its first call reuses).
+func newOnThread(opts Options, th *osThreads) (*Engine, error) {
 	tuned := keepFreedMemory()
 
 	log := opts.Logger
@@ -107,7 +122,7 @@ func New(opts Options) (*Engine, error) {
 	default:
 		return nil, fmt.Errorf("memory format %q: want %s or %s", format, ChannelsLast, NCHW)
 	}
-	e := &Engine{dev: dev, threads: opts.Threads, log: log, styles: newStyleCache(opts.StyleCache)}
+	e := &Engine{dev: dev, threads: opts.Threads, log: log, styles: newStyleCache(opts.StyleCache), os: th}
 	e.info = transfer.Info{Engine: "torch", Libtorch: Version(), Device: deviceName(dev), MemoryFormat: format}
 	switch {
 	case opts.RandomWeights && opts.Weights != "":
@@ -141,13 +156,15 @@ func (e *Engine) Info() transfer.Info { return e.info }
 
 // Close frees the weights. The Engine must not be used afterwards.
 func (e *Engine) Close() error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	e.m.drop()
-	if e.bf16.m != nil {
-		e.bf16.m.drop()
-	}
-	return nil
+	err := e.os.do(func() error {
+		e.m.drop()
+		if e.bf16.m != nil {
+			e.bf16.m.drop()
+		}
+		return nil
+	})
+	e.os.close()
+	return err
 }
 
 // model returns the weights for p's precision: the float32 ones, or a bfloat16 copy made on
@@ -270,26 +287,17 @@ func (e *Engine) Stylize(ctx context.Context, req transfer.Request) (*transfer.R
 	}
 
 	// One OS thread for the whole run: libtorch's error slot and grad mode are per thread.
-	type outcome struct {
-		res *transfer.Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer func() {
-			if r := recover(); r != nil {
-				done <- outcome{nil, fmt.Errorf("engine panic: %v", r)}
-			}
-		}()
+	var res *transfer.Result
+	err = e.os.do(func() (err error) {
 		setThreads(e.threads)
 		r := &run{e: e, req: req, blend: blend, start: time.Now()}
-		res, err := r.stylize(ctx)
-		done <- outcome{res, err}
-	}()
-	out := <-done
-	return out.res, out.err
+		res, err = r.stylize(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // run is the state of one Stylize call.

@@ -13,7 +13,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -931,4 +934,85 @@ func TestChannelsLast(t *testing.T) {
 	}
 	t.Logf("channels-last vs nchw over %d steps: worst relative loss difference %.2g; bytes %.3f levels apart on average, %d of %d by more than 1 (up to %d)",
 		len(b.Log), worst, mean, over1, len(a.Image.Pix), maxDiff)
+}
+
+// TestCallsShareOSThreads checks that the engine keeps its libtorch work on a stable set of OS
+// threads (osthread.go): sequential calls all run on one thread, two overlapping calls on two,
+// and later calls reuse those, so OpenMP keeps one team of workers per lane instead of one per
+// thread Go happened to use. After Close, calls fail cleanly.
+func TestCallsShareOSThreads(t *testing.T) {
+	e, err := New(Options{Weights: filepath.Join(refDir, "vgg19-narrow.pth"), Device: "cpu", Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	tids := map[int]int{} // thread id -> steps run on it
+	req := func(onStep func() error) transfer.Request {
+		return transfer.Request{Params: smallParams(2), OnStep: func(transfer.Step) error {
+			mu.Lock()
+			tids[syscall.Gettid()]++
+			mu.Unlock()
+			if onStep != nil {
+				return onStep()
+			}
+			return nil
+		}}
+	}
+	for range 4 {
+		if _, err := stylize(t, e, req(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tids) != 1 {
+		t.Errorf("4 sequential calls ran on %d OS threads, want 1: %v", len(tids), tids)
+	}
+
+	// Two calls that must overlap: each waits at its first step until both have started.
+	var started sync.WaitGroup
+	started.Add(2)
+	rendezvous := func() error {
+		started.Done()
+		ok := make(chan struct{})
+		go func() { started.Wait(); close(ok) }()
+		select {
+		case <-ok:
+			return nil
+		case <-time.After(30 * time.Second):
+			return errors.New("the other call never started: calls were serialised")
+		}
+	}
+	var once [2]sync.Once
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			_, err := stylize(t, e, req(func() (err error) {
+				once[i].Do(func() { err = rendezvous() })
+				return err
+			}))
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tids) != 2 {
+		t.Errorf("after two overlapping calls the engine used %d OS threads, want 2: %v", len(tids), tids)
+	}
+	for range 3 {
+		if _, err := stylize(t, e, req(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tids) != 2 {
+		t.Errorf("later sequential calls started new OS threads: %d in all, want 2", len(tids))
+	}
+
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stylize(t, e, req(nil)); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Stylize after Close: err = %v, want one saying the engine is closed", err)
+	}
 }

@@ -61,8 +61,8 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// lastErr returns and clears libtorch's last error on this OS thread. Callers hold the thread
-// (runtime.LockOSThread): the slot is thread-local.
+// lastErr returns and clears libtorch's last error on this OS thread. Callers run on a locked
+// thread (the engine's osThreads, or runtime.LockOSThread in tests): the slot is thread-local.
 func lastErr() error {
 	p := C.get_and_reset_last_err()
 	if p == nil {
