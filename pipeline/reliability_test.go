@@ -7,11 +7,9 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/color/palette"
@@ -29,123 +27,10 @@ import (
 
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
+	"github.com/nst-project/nst/transfer/imaging/imagingtest"
 )
 
-// --- image bytes (approach and helpers from transfer/imaging's tests) ---
-
-// relWithExif inserts an APP1 EXIF segment holding Orientation o (big-endian TIFF) right after
-// the SOI marker of a JPEG.
-func relWithExif(jpg []byte, o uint16) []byte {
-	bo := binary.BigEndian
-	tiff := []byte("MM")
-	tiff = bo.AppendUint16(tiff, 42)
-	tiff = bo.AppendUint32(tiff, 8)
-	tiff = bo.AppendUint16(tiff, 1)
-	tiff = bo.AppendUint16(tiff, 0x0112)
-	tiff = bo.AppendUint16(tiff, 3)
-	tiff = bo.AppendUint32(tiff, 1)
-	tiff = bo.AppendUint16(tiff, o)
-	tiff = append(tiff, 0, 0)
-	tiff = bo.AppendUint32(tiff, 0)
-	seg := append([]byte("Exif\x00\x00"), tiff...)
-	out := append([]byte{}, jpg[:2]...)
-	out = append(out, 0xff, 0xe1)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(seg)+2))
-	out = append(out, seg...)
-	return append(out, jpg[2:]...)
-}
-
-// relPNGHeader returns a PNG signature and a valid IHDR (correct CRC) claiming w x h 8-bit RGB,
-// followed by a few bytes of nothing: a "decompression bomb" header.
-func relPNGHeader(w, h uint32) []byte {
-	out := []byte("\x89PNG\r\n\x1a\n")
-	data := binary.BigEndian.AppendUint32(nil, w)
-	data = binary.BigEndian.AppendUint32(data, h)
-	data = append(data, 8, 2, 0, 0, 0)
-	chunk := append([]byte("IHDR"), data...)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(data)))
-	out = append(out, chunk...)
-	out = binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(chunk))
-	return append(out, make([]byte, 64)...)
-}
-
-// relCMYKJPEG hand-builds a baseline 16x16 four-component JPEG with an Adobe APP14 segment
-// (transform 0: CMYK, stored inverted) whose every pixel is ink c, m, y, k (Go's encoder writes
-// no CMYK). Four 8x8 MCUs; DC differences after the first are 0.
-func relCMYKJPEG(c, m, y, k uint8) []byte {
-	seg := func(marker byte, payload []byte) []byte {
-		out := []byte{0xff, marker}
-		out = binary.BigEndian.AppendUint16(out, uint16(len(payload)+2))
-		return append(out, payload...)
-	}
-	out := []byte{0xff, 0xd8}
-	out = append(out, seg(0xee, []byte("Adobe\x00\x64\x00\x00\x00\x00\x00"))...)
-	dqt := []byte{0}
-	for range 64 {
-		dqt = append(dqt, 1)
-	}
-	out = append(out, seg(0xdb, dqt)...)
-	sof := []byte{8, 0, 16, 0, 16, 4}
-	for id := byte(1); id <= 4; id++ {
-		sof = append(sof, id, 0x11, 0)
-	}
-	out = append(out, seg(0xc0, sof)...)
-	dc := append([]byte{0x00}, make([]byte, 16)...)
-	dc[4] = 12 // 12 codes of 4 bits: code = category
-	for s := byte(0); s < 12; s++ {
-		dc = append(dc, s)
-	}
-	out = append(out, seg(0xc4, dc)...)
-	ac := append([]byte{0x10}, make([]byte, 16)...)
-	ac[1] = 1
-	out = append(out, seg(0xc4, append(ac, 0))...)
-	sos := []byte{4}
-	for id := byte(1); id <= 4; id++ {
-		sos = append(sos, id, 0x00)
-	}
-	out = append(out, seg(0xda, append(sos, 0, 63, 0))...)
-	var bits []bool
-	put := func(v uint32, n int) {
-		for i := n - 1; i >= 0; i-- {
-			bits = append(bits, v>>i&1 == 1)
-		}
-	}
-	for mcu := range 4 {
-		for _, ink := range []uint8{c, m, y, k} {
-			d := 0
-			if mcu == 0 {
-				d = 8 * (255 - int(ink) - 128)
-			}
-			cat, mag := 0, max(d, -d)
-			for mag>>cat != 0 {
-				cat++
-			}
-			put(uint32(cat), 4)
-			if d < 0 {
-				d += 1<<cat - 1
-			}
-			put(uint32(d), cat)
-			put(0, 1) // EOB
-		}
-	}
-	for len(bits)%8 != 0 {
-		bits = append(bits, true)
-	}
-	for i := 0; i < len(bits); i += 8 {
-		var b byte
-		for _, bit := range bits[i : i+8] {
-			b <<= 1
-			if bit {
-				b |= 1
-			}
-		}
-		out = append(out, b)
-		if b == 0xff {
-			out = append(out, 0)
-		}
-	}
-	return append(out, 0xff, 0xd9)
-}
+// --- image bytes (CMYK, EXIF and oversized headers come from transfer/imaging/imagingtest) ---
 
 func deep16PNG(t testing.TB) []byte {
 	img := image.NewRGBA64(image.Rect(0, 0, 24, 20))
@@ -234,7 +119,7 @@ func readSummary(t *testing.T, out *blob.Bucket, key string) Summary {
 func TestBadImageCatalogue(t *testing.T) {
 	good := jpegBytes(t, testImage(30, 30, 7))
 	goodPNG := pngBytes(t, testImage(30, 30, 8))
-	exifJPEG := relWithExif(jpegBytes(t, testImage(32, 20, 9)), 6) // stored 32x20, shown 20x32
+	exifJPEG := imagingtest.WithExif(jpegBytes(t, testImage(32, 20, 9)), "MM", 6) // stored 32x20, shown 20x32
 	cases := []struct {
 		key  string
 		data []byte
@@ -250,11 +135,11 @@ func TestBadImageCatalogue(t *testing.T) {
 		{"trunc-late.jpg", good[:len(good)-40], OpDecode, imaging.ErrCorrupt, "corrupt image: jpeg pixels", 0, 0},
 		{"trunc2.png", goodPNG[:len(goodPNG)/2], OpDecode, imaging.ErrCorrupt, "corrupt image: png pixels", 0, 0},
 		{"text.jpg", []byte("<html>not an image</html>"), OpDecode, imaging.ErrUnsupported, "unknown format", 0, 0},
-		{"bomb.png", relPNGHeader(50000, 50000), OpDecode, imaging.ErrTooLarge, "image is 50000x50000 pixels, over the limit", 0, 0},
+		{"bomb.png", imagingtest.PNGHeader(50000, 50000, make([]byte, 64)), OpDecode, imaging.ErrTooLarge, "image is 50000x50000 pixels, over the limit", 0, 0},
 		{"deep16.png", deep16PNG(t), "", nil, "", 24, 20},
 		{"gray.png", pngBytes(t, grayImage(20, 20)), "", nil, "", 20, 20},
 		{"gray2.jpg", jpegBytes(t, grayImage(20, 20)), "", nil, "", 20, 20},
-		{"cmyk.jpg", relCMYKJPEG(0, 255, 255, 0), "", nil, "", 16, 16},
+		{"cmyk.jpg", imagingtest.CMYKJPEG(16, 0, 255, 255, 0), "", nil, "", 16, 16},
 		{"paletted.png", pngBytes(t, palettedImage(20, 20)), "", nil, "", 20, 20},
 		{"alpha.png", pngBytes(t, alphaImage(20, 20)), "", nil, "", 20, 20},
 		{"exif.jpg", exifJPEG, "", nil, "", 20, 32},
@@ -336,7 +221,7 @@ func TestBadImageCatalogue(t *testing.T) {
 // TestBombHeaderAllocatesLittle: a PNG header claiming 50000x50000 pixels (7.5 GB of RGB) is
 // refused after a few kilobytes of allocation.
 func TestBombHeaderAllocatesLittle(t *testing.T) {
-	data := relPNGHeader(50000, 50000)
+	data := imagingtest.PNGHeader(50000, 50000, make([]byte, 64))
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
+
+	"github.com/nst-project/nst/transfer/imaging/imagingtest"
 )
 
 func TestDecodeFormatsAndColourModels(t *testing.T) {
@@ -150,8 +152,8 @@ func TestDecodeFormatsAndColourModels(t *testing.T) {
 		{name: "jpeg ycbcr", data: encodeJPEG(t, quad), format: "jpeg", want: quad, tol: 6,
 			skip: func(x, y int) bool { return x%16 < 3 || x%16 > 12 || y%8 < 2 || y%8 > 5 }},
 		{name: "jpeg gray", data: encodeJPEG(t, grayQuad), format: "jpeg", want: wantGrayQuad, tol: 2},
-		{name: "jpeg cmyk (adobe)", data: cmykJPEG(0, 255, 255, 0), format: "jpeg", want: wantRed, tol: 2},
-		{name: "jpeg cmyk mixed ink", data: cmykJPEG(30, 200, 90, 40), format: "jpeg", want: wantCMYK, tol: 2},
+		{name: "jpeg cmyk (adobe)", data: imagingtest.CMYKJPEG(8, 0, 255, 255, 0), format: "jpeg", want: wantRed, tol: 2},
+		{name: "jpeg cmyk mixed ink", data: imagingtest.CMYKJPEG(8, 30, 200, 90, 40), format: "jpeg", want: wantCMYK, tol: 2},
 		{name: "webp lossless", data: readFile("gopher-doc.1bpp.lossless.webp"), format: "webp", want: webpPNG("gopher-doc.1bpp.png")},
 	}
 	for _, tt := range tests {
@@ -258,17 +260,17 @@ func TestDecodeErrors(t *testing.T) {
 		{"text", []byte("<html>not an image</html>"), Limits{}, ErrUnsupported, "unknown format"},
 		{"png signature only", []byte("\x89PNG\r\n\x1a\n"), Limits{}, ErrCorrupt, "png header"},
 		{"truncated png", pngData[:len(pngData)/2], Limits{}, ErrCorrupt, "png pixels"},
-		{"png garbage after header", pngHeader(10, 10, bytes.Repeat([]byte{0x5a}, 100)), Limits{}, ErrCorrupt, "png"},
+		{"png garbage after header", imagingtest.PNGHeader(10, 10, bytes.Repeat([]byte{0x5a}, 100)), Limits{}, ErrCorrupt, "png"},
 		{"truncated jpeg", jpgData[:len(jpgData)/2], Limits{}, ErrCorrupt, "jpeg pixels"},
 		{"jpeg header cut", jpgData[:20], Limits{}, ErrCorrupt, "jpeg header"},
 		{"12-bit jpeg", twelveBit, Limits{}, ErrUnsupported, "precision"},
-		{"huge header", pngHeader(50000, 50000, nil), Limits{}, ErrTooLarge, "image is 50000x50000 pixels, over the limit of 80000000"},
+		{"huge header", imagingtest.PNGHeader(50000, 50000, nil), Limits{}, ErrTooLarge, "image is 50000x50000 pixels, over the limit of 80000000"},
 		{"side over MaxSide", encodePNG(t, pattern(40, 3)), Limits{MaxSide: 39}, ErrTooLarge, "a side over the limit of 39"},
 		{"pixels over MaxPixels", pngData, Limits{MaxPixels: 1199}, ErrTooLarge, "40x30 pixels, over the limit of 1199"},
 		{"side under MinSide", encodePNG(t, pattern(40, 3)), Limits{MinSide: 4}, ErrTooSmall, "under the minimum of 4"},
 		{"bytes over MaxBytes", pngData, Limits{MaxBytes: int64(len(pngData) - 1)}, ErrTooLarge, "bytes"},
 		{"trailing bytes over MaxBytes", append(append([]byte{}, pngData...), make([]byte, 100)...), Limits{MaxBytes: int64(len(pngData) + 50)}, ErrTooLarge, "bytes"},
-		{"cmyk jpeg without adobe segment", bytes.Replace(cmykJPEG(1, 2, 3, 4), []byte("Adobe"), []byte("Xdobe"), 1), Limits{}, ErrUnsupported, "4-component"},
+		{"cmyk jpeg without adobe segment", bytes.Replace(imagingtest.CMYKJPEG(8, 1, 2, 3, 4), []byte("Adobe"), []byte("Xdobe"), 1), Limits{}, ErrUnsupported, "4-component"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -311,7 +313,7 @@ func TestDecodeReadError(t *testing.T) {
 // A small file claiming 50000x50000 pixels fails from its header alone, reading and
 // allocating next to nothing, even when more (garbage) follows.
 func TestDecodeHugeHeaderFailsFast(t *testing.T) {
-	data := pngHeader(50000, 50000, bytes.Repeat([]byte{0}, 1<<20))
+	data := imagingtest.PNGHeader(50000, 50000, bytes.Repeat([]byte{0}, 1<<20))
 	r := &countingReader{r: bytes.NewReader(data)}
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -350,7 +352,7 @@ func TestDecodeOneByteReader(t *testing.T) {
 	if !bytes.Equal(got.Pix, want.Pix) {
 		t.Error("pixels differ")
 	}
-	jpg := withExif(t, encodeJPEG(t, quadrants(16, 8)), "MM", 6)
+	jpg := imagingtest.WithExif(encodeJPEG(t, quadrants(16, 8)), "MM", 6)
 	_, info, err := Decode(iotest.HalfReader(bytes.NewReader(jpg)), Limits{})
 	if err != nil || info.Orientation != 6 || info.Width != 8 {
 		t.Fatalf("info %+v, err %v", info, err)

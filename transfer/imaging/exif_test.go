@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"image/color"
 	"testing"
+
+	"github.com/nst-project/nst/transfer/imaging/imagingtest"
 )
 
 // The stored image is 48x32 with quadrants red (top left), green (top right), blue (bottom
@@ -34,7 +36,7 @@ func TestDecodeExifOrientation(t *testing.T) {
 	stored := encodeJPEG(t, quadrants(48, 32))
 	for _, order := range []string{"II", "MM"} {
 		for _, tt := range tests {
-			data := withExif(t, stored, order, tt.o)
+			data := imagingtest.WithExif(stored, order, tt.o)
 			got, info, err := Decode(bytes.NewReader(data), Limits{})
 			if err != nil {
 				t.Fatalf("%s orientation %d: %v", order, tt.o, err)
@@ -65,7 +67,7 @@ func TestDecodeExifOrientation(t *testing.T) {
 }
 
 func TestJPEGOrientationMalformed(t *testing.T) {
-	good := withExif(t, encodeJPEG(t, quadrants(8, 8)), "II", 6)
+	good := imagingtest.WithExif(encodeJPEG(t, quadrants(8, 8)), "II", 6)
 	app1 := bytes.Index(good, []byte("Exif"))
 	tests := []struct {
 		name string

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
+
+	"github.com/nst-project/nst/transfer/imaging/imagingtest"
 )
 
 var writeCorpus = flag.Bool("write-corpus", false, "rewrite testdata/fuzz/FuzzDecode from the generated seeds")
@@ -40,9 +42,9 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 	return map[string][]byte{
 		"png":          png,
 		"png-trunc":    png[:len(png)-9],
-		"png-huge":     pngHeader(50000, 50000, nil),
-		"jpeg-exif":    withExif(t, encodeJPEG(t, quadrants(8, 8)), "II", 6),
-		"jpeg-cmyk":    cmykJPEG(10, 20, 30, 40),
+		"png-huge":     imagingtest.PNGHeader(50000, 50000, nil),
+		"jpeg-exif":    imagingtest.WithExif(encodeJPEG(t, quadrants(8, 8)), "II", 6),
+		"jpeg-cmyk":    imagingtest.CMYKJPEG(8, 10, 20, 30, 40),
 		"gif":          g.Bytes(),
 		"bmp":          b.Bytes(),
 		"tiff":         tf.Bytes(),
