@@ -27,6 +27,17 @@ const (
 	FormatJPEG = "jpeg"
 )
 
+// Conflict policies, as spec.output.onConflict: what a run does with an item whose outputs
+// exist from another definition (other weights, parameters, inputs or output format).
+const (
+	ConflictFail    = "fail"    // fail the item, leave the outputs (the default)
+	ConflictReplace = "replace" // redo the item over them; items done with the current definition are skipped
+	ConflictKeep    = "keep"    // leave them and count the item as stale
+)
+
+// ConflictPolicies lists the valid conflict policies.
+func ConflictPolicies() []string { return []string{ConflictFail, ConflictReplace, ConflictKeep} }
+
 // RandomWeights, as spec.model.weights, asks for a randomly initialised network instead of
 // trained weights: for tests and demos.
 const RandomWeights = "random"
@@ -150,6 +161,8 @@ type Output struct {
 	Format string `yaml:"format"`
 	// JPEGQuality is 1..100, only with FormatJPEG; nil leaves the encoder's default.
 	JPEGQuality *int `yaml:"jpegQuality"`
+	// OnConflict is a Conflict policy; Load sets ConflictFail if empty.
+	OnConflict string `yaml:"onConflict"`
 }
 
 // Preset is one named set of option overrides: each pair runs once per preset, with
@@ -325,6 +338,9 @@ func normalise(m *Manifest) {
 	m.Spec.Output.URL = asDirectory(m.Spec.Output.URL)
 	if in.Pairing == "" {
 		in.Pairing = PairingCross
+	}
+	if m.Spec.Output.OnConflict == "" {
+		m.Spec.Output.OnConflict = ConflictFail
 	}
 	switch m.Spec.Output.Format {
 	case "":

@@ -193,6 +193,9 @@ func validateOutput(o Output, ps *problems) {
 	default:
 		ps.add("spec.output.format", "%q is not supported (want %s or %s)", o.Format, FormatPNG, FormatJPEG)
 	}
+	if o.OnConflict != "" && !slices.Contains(ConflictPolicies(), o.OnConflict) {
+		ps.add("spec.output.onConflict", "%q is not a policy (want %s)", o.OnConflict, strings.Join(ConflictPolicies(), ", "))
+	}
 	if q := o.JPEGQuality; q != nil {
 		if o.Format != FormatJPEG && o.Format != "jpg" {
 			ps.add("spec.output.jpegQuality", "is only allowed with format: %s", FormatJPEG)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
@@ -25,37 +26,81 @@ var (
 	StepBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 )
 
+// Durations observes the pairs of a run as they end: it is a pipeline.Progress that passes
+// every call on to the embedded Progress (nil: none), and keeps the histograms of pair and step durations (the Report holds
+// counts only, so that it does not grow with the catalogue). Safe for concurrent use.
+type Durations struct {
+	pipeline.Progress
+
+	mu          sync.Mutex
+	pair, step  prometheus.Histogram
+	initialised bool
+}
+
+// NewDurations returns a Durations that passes calls on to next (nil: none).
+func NewDurations(next pipeline.Progress) *Durations {
+	if next == nil {
+		next = pipeline.NoProgress{}
+	}
+	d := &Durations{Progress: next}
+	d.init()
+	return d
+}
+
+func (d *Durations) init() {
+	d.pair = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nst_pair_duration_seconds",
+		Help: "Wall time of each pair stylised in this run (read, compute, write), done or failed.", Buckets: PairBuckets})
+	d.step = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nst_step_duration_seconds",
+		Help: "Mean optimiser step time of each pair done in this run (pair duration / steps).", Buckets: StepBuckets})
+	d.initialised = true
+}
+
+// PairDone observes r (skipped and stale pairs, which took no work, are not observed) and
+// passes it on.
+func (d *Durations) PairDone(r pipeline.PairResult) {
+	d.mu.Lock()
+	if !d.initialised {
+		d.init()
+	}
+	if r.Status != pipeline.StatusSkipped && r.Status != pipeline.StatusStale && r.Duration > 0 {
+		d.pair.Observe(r.Duration.Seconds())
+		if r.Status == pipeline.StatusDone && r.Steps > 0 {
+			d.step.Observe(r.Duration.Seconds() / float64(r.Steps))
+		}
+	}
+	d.mu.Unlock()
+	if d.Progress != nil {
+		d.Progress.PairDone(r)
+	}
+}
+
 // Registry returns a registry holding rep's metrics (see docs/metrics.md): pair counts by
-// status, the planned count, histograms of the duration of each pair computed in this run and
-// of its mean step time, the shard's wall time, and the time it finished.
-func Registry(rep *pipeline.Report) *prometheus.Registry {
+// status, the planned count, the histograms of d (nil: empty ones), the shard's wall time,
+// and the time it finished.
+func Registry(rep *pipeline.Report, d *Durations) *prometheus.Registry {
+	if d == nil {
+		d = NewDurations(nil)
+	}
 	reg := prometheus.NewRegistry()
 	pairs := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nst_pairs",
-		Help: "Pairs of this shard that ended in this run, by status (done, skipped, failed, interrupted)."}, []string{"status"})
+		Help: "Pairs of this shard that ended in this run, by status (done, skipped, stale, failed, interrupted)."}, []string{"status"})
 	planned := prometheus.NewGauge(prometheus.GaugeOpts{Name: "nst_pairs_planned", Help: "Pairs in this shard."})
-	pairDur := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nst_pair_duration_seconds",
-		Help: "Wall time of each pair stylised in this run (read, compute, write), done or failed.", Buckets: PairBuckets})
-	stepDur := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nst_step_duration_seconds",
-		Help: "Mean optimiser step time of each pair done in this run (pair duration / steps).", Buckets: StepBuckets})
 	wall := prometheus.NewGauge(prometheus.GaugeOpts{Name: "nst_shard_duration_seconds", Help: "Wall time of this shard's run."})
 	last := prometheus.NewGauge(prometheus.GaugeOpts{Name: "nst_last_completion_timestamp_seconds",
 		Help: "When this shard's run ended (Unix time)."})
-	reg.MustRegister(pairs, planned, pairDur, stepDur, wall, last)
+	d.mu.Lock()
+	if !d.initialised {
+		d.init()
+	}
+	reg.MustRegister(pairs, planned, d.pair, d.step, wall, last)
+	d.mu.Unlock()
 
 	pairs.WithLabelValues(string(pipeline.StatusDone)).Set(float64(rep.Done))
 	pairs.WithLabelValues(string(pipeline.StatusSkipped)).Set(float64(rep.Skipped))
+	pairs.WithLabelValues(string(pipeline.StatusStale)).Set(float64(rep.Stale))
 	pairs.WithLabelValues(string(pipeline.StatusFailed)).Set(float64(rep.Failed))
 	pairs.WithLabelValues(string(pipeline.StatusInterrupted)).Set(float64(rep.Interrupted))
 	planned.Set(float64(rep.Planned))
-	for _, r := range rep.Results {
-		if r.Status == pipeline.StatusSkipped || r.Duration <= 0 {
-			continue
-		}
-		pairDur.Observe(r.Duration.Seconds())
-		if r.Status == pipeline.StatusDone && r.Steps > 0 {
-			stepDur.Observe(r.Duration.Seconds() / float64(r.Steps))
-		}
-	}
 	if !rep.End.IsZero() {
 		wall.Set(rep.End.Sub(rep.Start).Seconds())
 		last.Set(float64(rep.End.UnixNano()) / 1e9)
@@ -63,14 +108,14 @@ func Registry(rep *pipeline.Report) *prometheus.Registry {
 	return reg
 }
 
-// Push replaces the metrics of rep's shard on the Pushgateway at url (HTTP PUT to
+// Push replaces the metrics of rep's shard (and d's histograms) on the Pushgateway at url (HTTP PUT to
 // /metrics/job/nst/run_id/<run ID>/shard/<i>), so a retried pod's push replaces its earlier
 // one. It returns the gateway's error; ctx bounds the request.
-func Push(ctx context.Context, url string, rep *pipeline.Report) error {
+func Push(ctx context.Context, url string, rep *pipeline.Report, d *Durations) error {
 	err := push.New(url, Job).
 		Grouping("run_id", rep.RunID).
 		Grouping("shard", strconv.Itoa(rep.ShardIndex)).
-		Gatherer(Registry(rep)).
+		Gatherer(Registry(rep, d)).
 		Format(expfmt.NewFormat(expfmt.TypeTextPlain)).
 		PushContext(ctx)
 	if err != nil {

@@ -32,15 +32,18 @@ func TestPush(t *testing.T) {
 
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rep := &pipeline.Report{RunID: "demo-1234", ShardIndex: 3, ShardCount: 8, Planned: 5, Done: 2, Skipped: 1, Failed: 1, Interrupted: 1,
-		Start: start, End: start.Add(90 * time.Second),
-		Results: []pipeline.PairResult{
-			{Status: pipeline.StatusDone, Duration: 20 * time.Second, Steps: 100},
-			{Status: pipeline.StatusDone, Duration: 40 * time.Second, Steps: 100},
-			{Status: pipeline.StatusSkipped},
-			{Status: pipeline.StatusFailed, Duration: 2 * time.Second},
-			{Status: pipeline.StatusInterrupted, Duration: 7 * time.Second, Steps: 10},
-		}}
-	if err := Push(t.Context(), srv.URL, rep); err != nil {
+		Start: start, End: start.Add(90 * time.Second)}
+	d := NewDurations(nil)
+	for _, r := range []pipeline.PairResult{
+		{Status: pipeline.StatusDone, Duration: 20 * time.Second, Steps: 100},
+		{Status: pipeline.StatusDone, Duration: 40 * time.Second, Steps: 100},
+		{Status: pipeline.StatusSkipped},
+		{Status: pipeline.StatusFailed, Duration: 2 * time.Second},
+		{Status: pipeline.StatusInterrupted, Duration: 7 * time.Second, Steps: 10},
+	} {
+		d.PairDone(r)
+	}
+	if err := Push(t.Context(), srv.URL, rep, d); err != nil {
 		t.Fatal(err)
 	}
 	// The grouping labels follow the job in either order.
@@ -93,7 +96,7 @@ func TestPushError(t *testing.T) {
 		http.Error(w, "no", http.StatusBadRequest)
 	}))
 	defer srv.Close()
-	if err := Push(t.Context(), srv.URL, &pipeline.Report{RunID: "r"}); err == nil {
+	if err := Push(t.Context(), srv.URL, &pipeline.Report{RunID: "r"}, nil); err == nil {
 		t.Fatal("no error")
 	}
 }

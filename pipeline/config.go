@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"gocloud.dev/blob"
 
+	"github.com/nst-project/nst/manifests"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 )
@@ -45,8 +48,17 @@ type Config struct {
 	// their images; results are each item's own). 0 means 1: one item at a time.
 	BatchSize int
 
-	// Force redoes items that are done and overwrites outputs of other IDs.
+	// Force redoes every item, done or not, and overwrites whatever is at its output keys.
 	Force bool
+	// OnConflict overrides the manifest's spec.output.onConflict (manifests.ConflictFail,
+	// ConflictReplace or ConflictKeep): what happens to an item whose outputs exist from
+	// another definition. "" keeps the manifest's.
+	OnConflict string
+	// Verify lists the outputs and compares each done item's sizes and MD5s with those its
+	// index marker recorded: changed, missing or truncated outputs make the item redo (Run) or
+	// count as damaged (PlanBatch). It costs one request per 1000 output objects (four per
+	// item), so it is for occasional audits, not every nightly run.
+	Verify bool
 	// MaxFailures > 0 stops taking new items once more than MaxFailures items failed;
 	// 0 means no limit.
 	MaxFailures int
@@ -164,6 +176,9 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 	}
 	if c.MaxInFlight < 1 {
 		bad("max in flight %d must be >= 1", c.MaxInFlight)
+	}
+	if c.OnConflict != "" && !slices.Contains(manifests.ConflictPolicies(), c.OnConflict) {
+		bad("on-conflict %q is not a policy (want %s)", c.OnConflict, strings.Join(manifests.ConflictPolicies(), ", "))
 	}
 	if c.MaxFailures < 0 {
 		bad("max failures %d must be >= 0", c.MaxFailures)

@@ -1,17 +1,16 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sourcegraph/conc/pool"
@@ -21,19 +20,23 @@ import (
 	"github.com/nst-project/nst/transfer"
 )
 
-// batch is a manifest expanded into work items, with its buckets open.
+// batch is a manifest with its buckets open and its parameters resolved. Its pairs are not
+// held: forEachSlot streams them from the listings, as often as a caller needs.
 type batch struct {
 	cfg      Config
 	m        *manifests.Manifest
 	digest   string // sha256 of the manifest's bytes
 	runID    string
 	presets  []manifests.Preset
+	params   []transfer.Params // per preset
+	pdigest  []string          // params[i].Digest()
 	contents source
 	styles   source
 	out      source
 	weights  weightsRef
-	items    []*item // every shard's, in item order
 	buckets  *bucketSet
+	// onConflict is the effective policy: Config.OnConflict, else the manifest's.
+	onConflict string
 }
 
 // source is an opened directory URL.
@@ -48,16 +51,9 @@ type object struct {
 	key     string // relative to its source
 	version string // MD5, else ETag, else modification time
 	size    int64
-}
-
-// item is one work item.
-type item struct {
-	index, shard   int
-	pair           Pair
-	content, style object
-	params         transfer.Params
-	paramsDigest   string
-	keys           OutputKeys
+	// err says why the object cannot be an input (an unusable key, a special file), nil if
+	// it can; its pairs fail with it.
+	err error
 }
 
 // weightsRef says which weights a batch uses, without downloading them.
@@ -72,8 +68,8 @@ type weightsRef struct {
 	size   int64
 }
 
-// expand loads the manifest, checks it with the engine's parameter rules, lists the inputs and
-// builds every item. It writes nothing.
+// expand loads the manifest, checks it with the engine's parameter rules, opens its buckets
+// and resolves the weights. It lists no input and writes nothing.
 func expand(ctx context.Context, cfg Config) (*batch, error) {
 	b := &batch{cfg: cfg, buckets: &bucketSet{cfg: cfg}}
 	ok := false
@@ -86,7 +82,8 @@ func expand(ctx context.Context, cfg Config) (*batch, error) {
 		return nil, err
 	}
 	// Parameters of every preset: every problem at once.
-	params := make([]transfer.Params, len(b.presets))
+	b.params = make([]transfer.Params, len(b.presets))
+	b.pdigest = make([]string, len(b.presets))
 	var errs []error
 	nManifest := 0
 	for i, p := range b.presets {
@@ -100,9 +97,10 @@ func expand(ctx context.Context, cfg Config) (*batch, error) {
 			at = "spec.params" // the implicit default preset
 		}
 		var err error
-		if params[i], err = PresetParams(b.m.Spec.Params, p, at); err != nil {
+		if b.params[i], err = PresetParams(b.m.Spec.Params, p, at); err != nil {
 			errs = append(errs, err)
 		}
+		b.pdigest[i] = b.params[i].Digest()
 	}
 	if err := mergeProblems(errs); err != nil {
 		return nil, err
@@ -120,18 +118,373 @@ func expand(ctx context.Context, cfg Config) (*batch, error) {
 	if err := b.resolveWeights(ctx); err != nil {
 		return nil, err
 	}
-	pairs, err := b.pairs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.buildItems(pairs, params); err != nil {
-		return nil, err
-	}
+	b.onConflict = cmp.Or(cfg.OnConflict, b.m.Spec.Output.OnConflict, manifests.ConflictFail)
 	if b.runID = cfg.RunID; b.runID == "" {
 		b.runID = fmt.Sprintf("%s-%s-%s", b.m.Metadata.Name, b.digest[:8], time.Now().UTC().Format("20060102"))
 	}
 	ok = true
 	return b, nil
+}
+
+// side is one input source of the manifest, with the keys it names (nil: list it).
+type side struct {
+	src  source
+	spec manifests.Source
+	at   string   // YAML path, for errors
+	keys []string // sorted, distinct; nil unless the manifest names the keys
+}
+
+func (b *batch) sides() (contents, styles side) {
+	in := b.m.Spec.Inputs
+	contents = side{src: b.contents, spec: in.Contents, at: "spec.inputs.contents", keys: in.Contents.Keys}
+	styles = side{src: b.styles, spec: in.Styles, at: "spec.inputs.styles", keys: in.Styles.Keys}
+	if in.Pairing == manifests.PairingList {
+		contents.keys, styles.keys = []string{}, []string{}
+		for _, p := range in.Pairs {
+			contents.keys = append(contents.keys, p.Content)
+			styles.keys = append(styles.keys, p.Style)
+		}
+	}
+	for _, s := range []*side{&contents, &styles} {
+		if s.keys != nil {
+			s.keys = slices.Compact(slices.Sorted(slices.Values(s.keys)))
+		}
+	}
+	return contents, styles
+}
+
+// maxProbedKeys is how many named keys a side reads one by one (a HEAD each); above it, the
+// side's URL is listed and the named keys picked out, which costs a request per 1000 objects
+// under the URL instead of one per key.
+const maxProbedKeys = 200
+
+// listSide calls fn with each of a side's objects in key order (byte-wise): the objects under
+// its URL that its Include/Exclude select, or the keys it names. Named keys that do not exist
+// make an ErrInvalid error listing them (after the others were passed to fn). fn's errors come
+// back unchanged.
+func (b *batch) listSide(ctx context.Context, s side, fn func(object) error) error {
+	list := func(pick func(rel string, o storage.Object) (object, bool)) error {
+		err := s.src.bucket.List(ctx, s.src.prefix, func(o storage.Object) error {
+			ob, ok := pick(strings.TrimPrefix(o.Key, s.src.prefix), o)
+			if !ok {
+				return nil
+			}
+			if err := fn(ob); err != nil {
+				return callbackError{err}
+			}
+			return nil
+		})
+		var ce callbackError
+		if errors.As(err, &ce) {
+			return ce.err
+		}
+		if err != nil {
+			return fmt.Errorf("%s: list %s: %w", s.at, storage.Redact(s.src.url), err)
+		}
+		return nil
+	}
+	if s.keys == nil {
+		return list(func(rel string, o storage.Object) (object, bool) {
+			if rel == "" || !s.spec.Match(rel) || (strings.HasSuffix(rel, "/") && o.Size == 0) {
+				return object{}, false // not selected, or a "directory" placeholder some tools create
+			}
+			return listedObject(rel, o), true
+		})
+	}
+	var missing []string
+	if len(s.keys) <= maxProbedKeys {
+		objs := make([]object, len(s.keys))
+		found := make([]bool, len(s.keys))
+		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(b.cfg.IOJobs)
+		for i, k := range s.keys {
+			p.Go(func(ctx context.Context) error {
+				o, err := s.src.bucket.Attributes(ctx, s.src.prefix+k)
+				if errors.Is(err, storage.ErrNotFound) {
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", s.at, err)
+				}
+				objs[i], found[i] = listedObject(k, o), true
+				return nil
+			})
+		}
+		if err := p.Wait(); err != nil {
+			return err
+		}
+		for i, o := range objs {
+			if !found[i] {
+				missing = append(missing, s.keys[i])
+			} else if err := fn(o); err != nil {
+				return err
+			}
+		}
+	} else {
+		found := make([]bool, len(s.keys))
+		err := list(func(rel string, o storage.Object) (object, bool) {
+			i, ok := slices.BinarySearch(s.keys, rel)
+			if ok {
+				found[i] = true
+			}
+			return listedObject(rel, o), ok
+		})
+		if err != nil {
+			return err
+		}
+		for i, ok := range found {
+			if !ok {
+				missing = append(missing, s.keys[i])
+			}
+		}
+	}
+	if len(missing) > 0 {
+		if len(missing) > 20 {
+			missing = append(missing[:20], fmt.Sprintf("and %d more", len(missing)-20))
+		}
+		return invalidf("%s: not found under %s: %s", s.at, storage.Redact(s.src.url), strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// callbackError carries a listing callback's error out of storage.List unwrapped.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// errStop ends a stream early without an error.
+var errStop = errors.New("stop")
+
+// listedObject makes an input object of a listed (or probed) storage object.
+func listedObject(rel string, o storage.Object) object {
+	ob := object{key: rel, size: o.Size, version: objectVersion(o)}
+	if err := checkRelKey(rel); err != nil {
+		ob.err = fmt.Errorf("key %q %v", rel, err)
+	}
+	return ob
+}
+
+// pairIn is one content/style pair.
+type pairIn struct{ content, style object }
+
+// listing is a side's listing running on its own goroutine.
+type listing struct {
+	ch    <-chan object
+	errc  <-chan error
+	err   error
+	ended bool
+}
+
+// wait returns the listing's error once its channel is closed.
+func (l *listing) wait() error {
+	if !l.ended {
+		l.err, l.ended = <-l.errc, true
+	}
+	return l.err
+}
+
+// stop drains the channel (after the context was cancelled) and waits for the end.
+func (l *listing) stop() {
+	for range l.ch {
+	}
+	l.wait()
+}
+
+func (b *batch) stream(ctx context.Context, s side) *listing {
+	ch := make(chan object, 256)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(ch)
+		errc <- b.listSide(ctx, s, func(o object) error {
+			select {
+			case ch <- o:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	return &listing{ch: ch, errc: errc}
+}
+
+// forEachPair streams the batch's pairs to fn: cross pairs every content with every style
+// (both sides are listed at once until one ends; that smaller side is held and the other
+// streamed, as the outer loop), zip pairs the i-th content with the i-th style in key order,
+// list pairs as the manifest lists them. Memory is bounded by the smaller side of a cross,
+// the manifest's list and a few listing pages. A zip whose sides differ in length is an
+// ErrInvalid error, found when the shorter side ends. fn's errors come back unchanged.
+func (b *batch) forEachPair(ctx context.Context, fn func(pairIn) error) error {
+	contents, styles := b.sides()
+	if b.m.Spec.Inputs.Pairing == manifests.PairingList {
+		return b.listPairs(ctx, contents, styles, fn)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, s := b.stream(ctx, contents), b.stream(ctx, styles)
+	// fail ends both listings early with err.
+	fail := func(err error) error {
+		cancel()
+		c.stop()
+		s.stop()
+		return err
+	}
+	// end returns the listings' own errors once both have ended.
+	end := func() error { return cmp.Or(c.wait(), s.wait()) }
+	if b.m.Spec.Inputs.Pairing == manifests.PairingZip {
+		n := 0
+		for {
+			co, cok := <-c.ch
+			so, sok := <-s.ch
+			if !cok || !sok {
+				if cok || sok {
+					nc, ns := n+drainCount(c.ch), n+drainCount(s.ch)
+					if cok {
+						nc++
+					} else {
+						ns++
+					}
+					if err := end(); err != nil {
+						return err
+					}
+					return invalidf("spec.inputs.pairing: zip needs as many contents as styles, found %d contents and %d styles", nc, ns)
+				}
+				return end()
+			}
+			n++
+			if err := fn(pairIn{co, so}); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	var cbuf, sbuf []object
+	cOpen, sOpen := true, true
+	for cOpen && sOpen {
+		if o, ok := <-c.ch; ok {
+			cbuf = append(cbuf, o)
+		} else {
+			cOpen = false
+		}
+		if o, ok := <-s.ch; ok {
+			sbuf = append(sbuf, o)
+		} else {
+			sOpen = false
+		}
+	}
+	// The side that ended is complete, unless its listing failed.
+	contentsOuter := !sOpen || cOpen
+	held, heldL, buf, outer := sbuf, s, cbuf, c
+	if !contentsOuter {
+		held, heldL, buf, outer = cbuf, c, sbuf, s
+	}
+	if err := heldL.wait(); err != nil {
+		return fail(err)
+	}
+	emit := func(o object) error {
+		for _, h := range held {
+			p := pairIn{content: o, style: h}
+			if !contentsOuter {
+				p = pairIn{content: h, style: o}
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i, o := range buf {
+		if err := emit(o); err != nil {
+			return fail(err)
+		}
+		buf[i] = object{}
+	}
+	for o := range outer.ch {
+		if err := emit(o); err != nil {
+			return fail(err)
+		}
+	}
+	return end()
+}
+
+func drainCount(ch <-chan object) int {
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
+}
+
+// listPairs streams the manifest's pairs (pairing list) in its order.
+func (b *batch) listPairs(ctx context.Context, contents, styles side, fn func(pairIn) error) error {
+	get := func(s side) (map[string]object, error) {
+		m := make(map[string]object, len(s.keys))
+		err := b.listSide(ctx, s, func(o object) error { m[o.key] = o; return nil })
+		return m, err
+	}
+	cm, err := get(contents)
+	if err != nil {
+		return err
+	}
+	sm, err := get(styles)
+	if err != nil {
+		return err
+	}
+	for _, p := range b.m.Spec.Inputs.Pairs {
+		if err := fn(pairIn{cm[p.Content], sm[p.Style]}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// slotOf is where an item of pair p and preset i writes: its OutputKeys and slot hash, or
+// an error for keys that would escape the output prefix.
+func (b *batch) slotOf(p pairIn, preset int) (OutputKeys, uint64, error) {
+	keys, err := outputKeys(b.out.prefix, b.presets[preset].Name, p.content.key, p.style.key, b.m.Spec.Output.Format)
+	if err != nil {
+		return OutputKeys{}, 0, err
+	}
+	base := strings.TrimPrefix(keys.Provenance, b.out.prefix)
+	return keys, slotHash(strings.TrimSuffix(base, ".json")), nil
+}
+
+// newItem builds the work item of pair p and preset i in slot keys/h.
+func (b *batch) newItem(p pairIn, preset int, keys OutputKeys, h uint64) *item {
+	it := &item{content: p.content, style: p.style, params: &b.params[preset], paramsDigest: b.pdigest[preset], keys: keys, slot: h}
+	it.pair = Pair{Content: p.content.key, Style: p.style.key, Preset: b.presets[preset].Name}
+	it.pair.ID = itemID(b.contents.url, p.content, b.styles.url, p.style, it.paramsDigest, b.weights.digest, b.m.Spec.Output)
+	return it
+}
+
+// item is one work item: a pair and a preset.
+type item struct {
+	pair           Pair
+	content, style object
+	params         *transfer.Params
+	paramsDigest   string
+	keys           OutputKeys
+	slot           uint64
+	// What the run found at the slot, and so what it may do there.
+	state slotState
+	// markers are the slot's index markers of other item IDs (replaced ones are deleted
+	// before the outputs are overwritten).
+	markers []marker
+	// ckpt is the key of a checkpoint to resume from, "" if none.
+	ckpt string
+}
+
+// slotState is what a slot holds when an item's run starts.
+type slotState int
+
+const (
+	slotNew     slotState = iota // no marker: nothing, or outputs the index does not know
+	slotStale                    // markers of other item IDs: replaced (OnReplace)
+	slotDamaged                  // marked done with this ID, but Verify found its outputs changed
+	slotForced                   // Config.Force: whatever is there is overwritten
+)
+
+// shortHash is a short digest of s for keys.
+func shortHash(s string) string {
+	d := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(d[:8])
 }
 
 // resolveWeights finds the weights' digest without downloading them: the manifest's sha256,
@@ -182,166 +535,6 @@ func objectVersion(o storage.Object) string {
 	default:
 		return "mtime:" + o.ModTime.UTC().Format(time.RFC3339Nano)
 	}
-}
-
-// listSource returns a source's objects sorted by key: those named by Keys (or keys, for
-// pairing list), or every object under it that Source.Match selects.
-func (b *batch) listSource(ctx context.Context, src source, spec manifests.Source, at string, keys []string) ([]object, error) {
-	var objs []object
-	var need []int // objects without a version from the listing
-	if keys == nil && spec.Keys == nil {
-		err := src.bucket.List(ctx, src.prefix, func(o storage.Object) error {
-			rel := strings.TrimPrefix(o.Key, src.prefix)
-			if rel == "" || !spec.Match(rel) {
-				return nil
-			}
-			ob := object{key: rel, size: o.Size}
-			if len(o.MD5) > 0 {
-				ob.version = objectVersion(o)
-			} else {
-				need = append(need, len(objs))
-			}
-			objs = append(objs, ob)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s: list %s: %w", at, storage.Redact(src.url), err)
-		}
-	} else {
-		if keys == nil {
-			keys = spec.Keys
-		}
-		for _, k := range keys {
-			objs = append(objs, object{key: k})
-			need = append(need, len(objs)-1)
-		}
-	}
-	// Attributes for the rest, IOJobs at a time.
-	var mu sync.Mutex
-	var missing []string
-	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(b.cfg.IOJobs)
-	for _, i := range need {
-		p.Go(func(ctx context.Context) error {
-			o, err := src.bucket.Attributes(ctx, src.prefix+objs[i].key)
-			if errors.Is(err, storage.ErrNotFound) {
-				mu.Lock()
-				missing = append(missing, objs[i].key)
-				mu.Unlock()
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", at, err)
-			}
-			objs[i].version, objs[i].size = objectVersion(o), o.Size
-			return nil
-		})
-	}
-	if err := p.Wait(); err != nil {
-		return nil, err
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return nil, invalidf("%s: not found under %s: %s", at, storage.Redact(src.url), strings.Join(missing, ", "))
-	}
-	slices.SortFunc(objs, func(a, b object) int { return strings.Compare(a.key, b.key) })
-	return objs, nil
-}
-
-type pairIn struct{ content, style object }
-
-// pairs lists the inputs and pairs them as the manifest says.
-func (b *batch) pairs(ctx context.Context) ([]pairIn, error) {
-	in := b.m.Spec.Inputs
-	var ckeys, skeys []string
-	if in.Pairing == manifests.PairingList {
-		ckeys, skeys = []string{}, []string{}
-		for _, p := range in.Pairs {
-			ckeys = append(ckeys, p.Content)
-			skeys = append(skeys, p.Style)
-		}
-		slices.Sort(ckeys)
-		slices.Sort(skeys)
-		ckeys, skeys = slices.Compact(ckeys), slices.Compact(skeys)
-	}
-	contents, err := b.listSource(ctx, b.contents, in.Contents, "spec.inputs.contents", ckeys)
-	if err != nil {
-		return nil, err
-	}
-	styles, err := b.listSource(ctx, b.styles, in.Styles, "spec.inputs.styles", skeys)
-	if err != nil {
-		return nil, err
-	}
-	return pairUp(in, contents, styles)
-}
-
-// pairUp pairs sorted contents and styles: cross (content-major), zip or the listed pairs in
-// the manifest's order.
-func pairUp(in manifests.Inputs, contents, styles []object) ([]pairIn, error) {
-	var out []pairIn
-	switch in.Pairing {
-	case manifests.PairingZip:
-		if len(contents) != len(styles) {
-			return nil, invalidf("spec.inputs.pairing: zip needs as many contents as styles, found %d contents and %d styles", len(contents), len(styles))
-		}
-		for i := range contents {
-			out = append(out, pairIn{contents[i], styles[i]})
-		}
-	case manifests.PairingList:
-		find := func(objs []object, k string) object {
-			i, _ := slices.BinarySearchFunc(objs, k, func(o object, k string) int { return strings.Compare(o.key, k) })
-			return objs[i]
-		}
-		for _, p := range in.Pairs {
-			out = append(out, pairIn{find(contents, p.Content), find(styles, p.Style)})
-		}
-	default:
-		for _, c := range contents {
-			for _, s := range styles {
-				out = append(out, pairIn{c, s})
-			}
-		}
-	}
-	return out, nil
-}
-
-// buildItems makes the items (pairs times presets), their IDs and keys, and refuses keys that
-// escape the output prefix or collide.
-func (b *batch) buildItems(pairs []pairIn, params []transfer.Params) error {
-	spec := b.m.Spec
-	var problems []string
-	owner := map[string]string{}
-	for _, pr := range pairs {
-		for i, preset := range b.presets {
-			it := &item{index: len(b.items), content: pr.content, style: pr.style, params: params[i]}
-			it.shard = it.index % b.cfg.ShardCount
-			it.paramsDigest = params[i].Digest()
-			keys, err := outputKeys(b.out.prefix, preset.Name, pr.content.key, pr.style.key, spec.Output.Format)
-			if err != nil {
-				if !slices.Contains(problems, err.Error()) { // once, not once per pair and preset
-					problems = append(problems, err.Error())
-				}
-				continue
-			}
-			it.keys = keys
-			it.pair = Pair{Content: pr.content.key, Style: pr.style.key, Preset: preset.Name}
-			it.pair.ID = itemID(b.contents.url, pr.content, b.styles.url, pr.style, it.paramsDigest, b.weights.digest, spec.Output)
-			for _, k := range []string{keys.Image, keys.LossLog, keys.Provenance} {
-				desc := fmt.Sprintf("content %s, style %s, preset %s", pr.content.key, pr.style.key, preset.Name)
-				if prev, dup := owner[k]; dup {
-					problems = append(problems, fmt.Sprintf("output key %s is written by both (%s) and (%s): rename an input", k, prev, desc))
-				}
-				owner[k] = desc
-			}
-			b.items = append(b.items, it)
-		}
-	}
-	if len(problems) > 0 {
-		if len(problems) > 20 {
-			problems = append(problems[:20], fmt.Sprintf("and %d more", len(problems)-20))
-		}
-		return invalidf("%s", strings.Join(problems, "\n"))
-	}
-	return nil
 }
 
 // OutputKeysFor returns the output keys of content key content (relative to the contents
@@ -407,24 +600,6 @@ func itemID(curl string, c object, surl string, s object, paramsDigest, weightsD
 func stripQuery(u string) string {
 	base, _, _ := strings.Cut(u, "?")
 	return base
-}
-
-// doneID returns the ID recorded in an item's provenance, "" if there is none.
-func (b *batch) doneID(ctx context.Context, it *item) (string, error) {
-	data, _, err := b.out.bucket.Read(ctx, it.keys.Provenance, 16<<20)
-	if errors.Is(err, storage.ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	var p struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(data, &p); err != nil || p.ID == "" {
-		return "unreadable", nil
-	}
-	return p.ID, nil
 }
 
 // work estimates an item's cost: steps times output pixels, summed over scales, taking the

@@ -352,13 +352,14 @@ func TestStorageFaults(t *testing.T) {
 		}
 	}
 	dq := rig.query(rig.srv.URL)
-	plan, err := PlanBatch(t.Context(), Config{ManifestURL: writeManifest(t,
-		manifestText("s3://in/contents/?"+dq, "s3://in/styles/?"+dq, "s3://out/r/?"+dq, ""))})
+	_, err = PlanBatch(t.Context(), Config{ManifestURL: writeManifest(t,
+		manifestText("s3://in/contents/?"+dq, "s3://in/styles/?"+dq, "s3://out/r/?"+dq, ""))}, PlanOptions{Shard: -1,
+		Each: func(it PlanItem) error {
+			ids[keyStem(strings.TrimPrefix(it.Outputs.Provenance, "r/"))] = it.ID
+			return nil
+		}})
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, it := range plan.Items {
-		ids[keyStem(strings.TrimPrefix(it.Outputs.Provenance, "r/"))] = it.ID
 	}
 
 	var logs bytes.Buffer
@@ -384,7 +385,7 @@ func TestStorageFaults(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	rep, err := Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	close(stop)
 	watch.Wait()
 	if err != nil {
@@ -409,14 +410,14 @@ func TestStorageFaults(t *testing.T) {
 		}
 		t.Logf("failed: %s %s: %s", f.Content, f.Op, f.Error)
 	}
-	if sum1.Failed != rep.Failed || len(sum1.Pairs) != rep.Planned {
-		t.Errorf("summary failed %d pairs %d; report failed %d planned %d", sum1.Failed, len(sum1.Pairs), rep.Failed, rep.Planned)
+	if logged := pairLog(t, out, "r/", sum1); sum1.Failed != rep.Failed || len(logged) != rep.Planned {
+		t.Errorf("summary failed %d, pair log %d; report failed %d planned %d", sum1.Failed, len(logged), rep.Failed, rep.Planned)
 	}
 	// A pair that failed may leave a damaged object its last write could not clean up (its
 	// retries ran out); it is not done, and the re-run below must repair it. Done pairs must
 	// be exact now.
 	done := verifyOutputs(t, out, "r/", want, ids, true)
-	for _, r := range rep.Results {
+	for _, r := range res {
 		if r.Status == StatusDone && !done[r.ID] {
 			t.Errorf("%s reported done without provenance", r.Pair)
 		}
@@ -528,10 +529,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 		texts = append(texts, err.Error())
 	}
 	if rep != nil {
-		for _, r := range rep.Results {
-			if r.Err != nil {
-				texts = append(texts, r.Err.Error())
-			}
+		for _, r := range rep.Failures {
+			texts = append(texts, r.Err.Error())
 		}
 	}
 	mu.Lock()

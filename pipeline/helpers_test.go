@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +10,10 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,6 +154,69 @@ func (p *countingProgress) PairStep(id string, step, total int) {
 	}
 }
 
+// collector records every PairResult a run reports, passing calls on to next (nil: none).
+type collector struct {
+	next    Progress
+	mu      sync.Mutex
+	results []PairResult
+}
+
+func (c *collector) Planned(n int) {
+	if c.next != nil {
+		c.next.Planned(n)
+	}
+}
+func (c *collector) PairStarted(id string) {
+	if c.next != nil {
+		c.next.PairStarted(id)
+	}
+}
+func (c *collector) PairStep(id string, step, total int) {
+	if c.next != nil {
+		c.next.PairStep(id, step, total)
+	}
+}
+func (c *collector) PairDone(r PairResult) {
+	c.mu.Lock()
+	c.results = append(c.results, r)
+	c.mu.Unlock()
+	if c.next != nil {
+		c.next.PairDone(r)
+	}
+}
+
+// runResults runs cfg and returns, with the report, every item's result sorted by content,
+// style and preset.
+func runResults(ctx context.Context, cfg Config) (*Report, []PairResult, error) {
+	c := &collector{next: cfg.Progress}
+	cfg.Progress = c
+	rep, err := Run(ctx, cfg)
+	slices.SortFunc(c.results, func(a, b PairResult) int {
+		return cmp.Or(strings.Compare(a.Content, b.Content), strings.Compare(a.Style, b.Style), strings.Compare(a.Preset, b.Preset))
+	})
+	return rep, c.results, err
+}
+
+// pairLog reads the pair log lines of a summary.
+func pairLog(t testing.TB, b *blob.Bucket, prefix string, s Summary) []SummaryPair {
+	t.Helper()
+	var out []SummaryPair
+	for _, k := range s.PairLogs {
+		data, err := b.ReadAll(context.Background(), prefix+k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var p SummaryPair
+			if err := json.Unmarshal([]byte(l), &p); err != nil {
+				t.Fatalf("%s: %q: %v", k, l, err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // snapshot lists every object of b (but run summaries) with what changes when it is written.
 func snapshot(t testing.TB, b *blob.Bucket) map[string]string {
 	t.Helper()
@@ -174,10 +240,10 @@ func snapshot(t testing.TB, b *blob.Bucket) map[string]string {
 }
 
 // checkOutputs checks every item's image, loss log and provenance in out under prefix.
-func checkOutputs(t *testing.T, out *blob.Bucket, rep *Report, steps int) {
+func checkOutputs(t *testing.T, out *blob.Bucket, rep *Report, results []PairResult, steps int) {
 	t.Helper()
 	ctx := context.Background()
-	for _, r := range rep.Results {
+	for _, r := range results {
 		if r.Status != StatusDone && r.Status != StatusSkipped {
 			continue
 		}
@@ -227,5 +293,22 @@ func checkOutputs(t *testing.T, out *blob.Bucket, rep *Report, steps int) {
 			p.Final.TotalLoss == 0 || p.Output.Width == 0 || p.Content.URL == "" {
 			t.Errorf("%s: %+v", r.Outputs.Provenance, p)
 		}
+	}
+}
+
+// keysUnder returns the keys under prefix.
+func keysUnder(t testing.TB, b *blob.Bucket, prefix string) []string {
+	t.Helper()
+	var keys []string
+	it := b.List(&blob.ListOptions{Prefix: prefix})
+	for {
+		o, err := it.Next(context.Background())
+		if err == io.EOF {
+			return keys
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, o.Key)
 	}
 }

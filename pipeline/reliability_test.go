@@ -157,7 +157,7 @@ func TestBadImageCatalogue(t *testing.T) {
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(24, 24, 4)))
 	cfg := e.config(writeManifest(t, relManifest("")))
 	cfg.NewEngine = fakeEngine(transfer.Fake{EnforceMinSide: true})
-	rep, err := Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestBadImageCatalogue(t *testing.T) {
 		failures[f.Content] = f
 	}
 	results := map[string]PairResult{}
-	for _, r := range rep.Results {
+	for _, r := range res {
 		results[r.Content] = r
 	}
 	wantFailed := 0
@@ -215,7 +215,7 @@ func TestBadImageCatalogue(t *testing.T) {
 	if rep.Failed != wantFailed || rep.Done != len(cases)-wantFailed || sum.Failed != wantFailed {
 		t.Errorf("report: done %d failed %d; summary failed %d; want failed %d", rep.Done, rep.Failed, sum.Failed, wantFailed)
 	}
-	checkOutputs(t, out, rep, 2)
+	checkOutputs(t, out, rep, res, 2)
 }
 
 // TestBombHeaderAllocatesLittle: a PNG header claiming 50000x50000 pixels (7.5 GB of RGB) is
@@ -279,7 +279,6 @@ spec:
 			[]string{"line 10: spec.output.url: is inside spec.inputs.contents.url"}, false},
 		{"dotdot key", listed("      - {content: ../../etc/passwd, style: wave.png}\n"), []string{`line 11: spec.inputs.pairs[0].content: "../../etc/passwd" must not contain ..`}, false},
 		{"preset name escapes", base("size: 32", "  presets:\n    - {name: ../../escape}\n"), []string{"line 12: spec.presets[0].name"}, false},
-		{"listed key escapes", base("size: 32", ""), []string{"content key", "would escape the output prefix"}, false},
 		{"absolute key", listed("      - {content: /etc/passwd, style: wave.png}\n"), []string{"line 11", "absolute"}, false},
 		{"duplicate pairs", listed("      - {content: a.png, style: wave.png}\n      - {content: a.png, style: wave.png}\n"),
 			[]string{"line 12: spec.inputs.pairs[1]: duplicate of spec.inputs.pairs[0] (line 11)"}, false},
@@ -297,9 +296,6 @@ spec:
 			in := e.bucket(t, e.in)
 			standardInputs(t, in, "contents/", "styles/")
 			put(t, in, "w.pth", []byte("not the weights you are looking for"))
-			if c.name == "listed key escapes" {
-				put(t, in, "contents/x/../../../../evil.png", pngBytes(t, testImage(20, 20, 1)))
-			}
 			cfg := e.config(writeManifest(t, c.manifest))
 			var opened atomic.Int64
 			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
@@ -316,11 +312,6 @@ spec:
 					t.Errorf("error lacks %q:\n%v", w, err)
 				}
 			}
-			for _, w := range c.want {
-				if n := strings.Count(err.Error(), w); n > 1 && c.name == "listed key escapes" {
-					t.Errorf("%q reported %d times", w, n)
-				}
-			}
 			if opened.Load() != 0 {
 				t.Error("engine opened")
 			}
@@ -328,8 +319,8 @@ spec:
 				t.Errorf("wrote %s", k)
 			}
 			if c.summary {
-				if _, err := e.bucket(t, e.out).ReadAll(t.Context(), "r/_runs/r1/shard-0-of-1.json"); err != nil {
-					t.Errorf("no summary: %v", err)
+				if keys := keysUnder(t, e.bucket(t, e.out), "r/_runs/r1/"); len(keys) != 1 || !strings.HasPrefix(keys[0], "r/_runs/r1/shard-0-of-1.") {
+					t.Errorf("summaries: %v", keys)
 				}
 			}
 			t.Logf("%v", err)
@@ -367,12 +358,12 @@ func TestEngineFailuresIsolated(t *testing.T) {
 		return crashingEngine{}, nil, nil
 	}
 	cfg.GPUJobs = 2
-	rep, err := Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"ok.png": "", "nan.png": "loss is not finite", "err.png": "illegal memory access", "panic.png": "panic: libtorch: std::bad_alloc"}
-	for _, r := range rep.Results {
+	for _, r := range res {
 		w := want[r.Content]
 		if w == "" {
 			if r.Status != StatusDone {
@@ -430,11 +421,11 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 		t.Fatalf("killed run: %v", err)
 	}
 	cfg.NewEngine, cfg.Progress = fakeEngine(transfer.Fake{StepDelay: time.Millisecond}), nil // same synthetic ElapsedS
-	rep, err := Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil || rep.Done != 1 {
 		t.Fatalf("resumed run: %v %+v", err, rep)
 	}
-	if r := rep.Results[0]; r.ResumedAt != 15 || r.Steps != 25 {
+	if r := res[0]; r.ResumedAt != 15 || r.Steps != 25 {
 		t.Errorf("resumed at %d computing %d steps, want 15 and 25 (lost %d steps)", r.ResumedAt, r.Steps, 18-r.ResumedAt)
 	}
 	// The resumed result equals an uninterrupted run's.
@@ -444,14 +435,14 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	put(t, in2, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
 	cfg2 := e2.config(man)
 	cfg2.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
-	rep2, err := Run(t.Context(), cfg2)
+	rep2, res2, err := runResults(t.Context(), cfg2)
 	if err != nil || rep2.Done != 1 {
 		t.Fatal(err)
 	}
-	a, _ := e.bucket(t, e.out).ReadAll(t.Context(), rep.Results[0].Outputs.Image)
-	b, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), rep2.Results[0].Outputs.Image)
-	la, _ := e.bucket(t, e.out).ReadAll(t.Context(), rep.Results[0].Outputs.LossLog)
-	lb, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), rep2.Results[0].Outputs.LossLog)
+	a, _ := e.bucket(t, e.out).ReadAll(t.Context(), res[0].Outputs.Image)
+	b, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), res2[0].Outputs.Image)
+	la, _ := e.bucket(t, e.out).ReadAll(t.Context(), res[0].Outputs.LossLog)
+	lb, _ := e2.bucket(t, e2.out).ReadAll(t.Context(), res2[0].Outputs.LossLog)
 	if !bytes.Equal(a, b) || !bytes.Equal(la, lb) || len(a) == 0 {
 		t.Error("resumed result differs from an uninterrupted run's")
 	}

@@ -3,6 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +12,6 @@ import (
 	"log/slog"
 	"path"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,15 +20,20 @@ import (
 	"github.com/sourcegraph/conc"
 	"github.com/sourcegraph/conc/pool"
 
+	"github.com/nst-project/nst/manifests"
 	"github.com/nst-project/nst/report"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
 )
 
-// ErrConflict: an output key holds an object written for another item ID (another preset
-// definition, other inputs or weights) and Config.Force is not set.
-var ErrConflict = errors.New("outputs of a different run exist")
+// ErrConflict: an output key holds an object of another item ID (another preset definition,
+// other inputs or weights) or one nst did not write, and the run may not replace it (see
+// Config.OnConflict).
+var ErrConflict = errors.New("outputs of another definition exist")
+
+// ErrCollision: two items of the batch would write the same output keys.
+var ErrCollision = errors.New("output keys collide")
 
 // metaID is the object metadata key holding the item ID of every output.
 const metaID = "nst-id"
@@ -35,18 +41,24 @@ const metaID = "nst-id"
 // styleCacheSize is how many decoded style images a run keeps.
 const styleCacheSize = 8
 
+// maxReportFailures is how many failed items a Report and a summary keep in full; the rest
+// are counted (and each is in the shard's pair log).
+const maxReportFailures = 100
+
 // Run runs the shard cfg.ShardIndex of cfg.ManifestURL's batch: it checks cfg and the manifest
-// (an error wrapping ErrInvalid, before anything is read from the inputs or written), lists and
-// pairs the inputs, skips items already done, stylises the rest with the engine from
-// cfg.NewEngine (opened only if there is work) and writes their outputs and the shard's
-// summary. See the package documentation for keys, IDs and shards.
+// (an error wrapping ErrInvalid, before anything is read from the inputs or written), reads the
+// shard's part of the done index, streams the pairs (twice: once to plan and to refuse
+// colliding outputs, once to run), skips items already done, stylises the rest with the engine
+// from cfg.NewEngine (opened only if there is work) and writes their outputs, the index
+// markers, the shard's pair log and summary. See the package documentation for keys, IDs and
+// shards.
 //
 // A failed item is recorded in the Report (and the summary) and the others go on; Run's error
 // is for the batch as a whole. When ctx is cancelled Run stops taking items, lets the engine
 // checkpoint the running ones, writes what finished and the summary within cfg.GracePeriod,
 // and returns the Report with Stopped "interrupted" and an error wrapping ctx's error, unless
-// every item of the shard was done already. The Report is non-nil whenever the batch was
-// expanded, even with an error.
+// every item of the shard was done already. The Report is non-nil whenever the shard's items
+// were planned, even with an error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg, err := cfg.withDefaults(true)
 	if err != nil {
@@ -71,6 +83,13 @@ type runner struct {
 	info   *transfer.Info
 	failed atomic.Int64
 
+	lo, hi  uint64   // this shard's slot hashes
+	done    *doneSet // this shard's index markers
+	plan    *shardScan
+	ckpts   *checkpoints
+	journal *journal
+	thumbs  sync.Map // thumbnail keys made or found by this run
+
 	mu      sync.Mutex
 	report  *Report
 	styles  map[string]*image.NRGBA
@@ -88,48 +107,56 @@ type loaded struct {
 
 func (r *runner) run(ctx context.Context) (*Report, error) {
 	b, cfg := r.b, r.cfg
-	var items []*item
-	for _, it := range b.items {
-		if it.shard == cfg.ShardIndex {
-			items = append(items, it)
+	r.lo, r.hi = shardRange(cfg.ShardIndex, cfg.ShardCount)
+	start := time.Now().UTC()
+	var err error
+	if r.done, err = readIndex(ctx, b.out, r.lo, r.hi, cfg.IOJobs); err != nil {
+		return nil, err
+	}
+	if cfg.Verify {
+		if err := r.done.verifyOutputs(ctx, b, cfg.Storage.NoMD5Check); err != nil {
+			return nil, err
 		}
 	}
-	r.report = &Report{RunID: b.runID, ShardIndex: cfg.ShardIndex, ShardCount: cfg.ShardCount, Planned: len(items), Start: time.Now().UTC(),
-		SummaryKey: fmt.Sprintf("%s_runs/%s/shard-%d-of-%d.json", b.out.prefix, b.runID, cfg.ShardIndex, cfg.ShardCount)}
-	cfg.Progress.Planned(len(items))
-	r.log.Info("run", "manifest", storage.Redact(cfg.ManifestURL), "items", len(b.items), "shard_items", len(items), "shards", cfg.ShardCount)
+	if r.ckpts, err = listCheckpoints(ctx, b.out, r.lo, r.hi); err != nil {
+		return nil, err
+	}
+	if r.plan, err = scanShard(ctx, b, cfg.ShardIndex, cfg.ShardCount); err != nil {
+		return nil, err
+	}
+	r.report = &Report{RunID: b.runID, ShardIndex: cfg.ShardIndex, ShardCount: cfg.ShardCount, Planned: r.plan.planned, Start: start}
+	r.journal = newJournal(r, start)
+	cfg.Progress.Planned(r.plan.planned)
+	r.log.Info("run", "manifest", storage.Redact(cfg.ManifestURL), "shard_items", r.plan.planned, "shards", cfg.ShardCount,
+		"indexed", len(r.done.m))
 
 	grace, cancelGrace := graceContext(ctx, cfg.GracePeriod)
 	defer cancelGrace()
 	r.grace = grace
 
-	todo := r.check(ctx, items)
-	var runErr error
-	if len(todo) > 0 && ctx.Err() == nil {
-		closeEngine, err := r.openEngine(ctx)
-		if err != nil {
-			runErr = err
-		} else {
-			if closeEngine != nil {
-				defer closeEngine()
-			}
-			r.process(ctx, todo)
+	var closeEngine func() error
+	runErr := r.process(ctx, r.todo(ctx), &closeEngine)
+	if closeEngine != nil {
+		if err := closeEngine(); err != nil {
+			r.log.Warn("engine close", "err", err)
 		}
 	}
 
 	rep := r.report
 	rep.End = time.Now().UTC()
-	slices.SortFunc(rep.Results, func(a, b PairResult) int { return a.index() - b.index() })
 	if ctx.Err() != nil && !rep.OK() {
 		rep.Stopped = "interrupted"
 	} else if cfg.MaxFailures > 0 && rep.Failed > cfg.MaxFailures && !rep.OK() {
 		rep.Stopped = "max failures exceeded"
 	}
-	if err := r.writeSummary(); err != nil && runErr == nil {
-		runErr = err
+	if err := r.journal.finish(); err != nil {
+		r.log.Warn("shard summary not written", "err", err)
+		if runErr == nil {
+			runErr = err
+		}
 	}
-	if cfg.Report && ctx.Err() == nil {
-		key, err := r.writeSheets(ctx)
+	if cfg.Report && ctx.Err() == nil && rep.SummaryKey != "" {
+		key, err := writeIndexSheet(ctx, r.sheetEnv(), b.runID, cfg.ShardCount)
 		if err != nil {
 			r.log.Warn("contact sheet not written", "err", err)
 		}
@@ -137,15 +164,12 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 	if runErr == nil && rep.Stopped == "interrupted" {
 		runErr = fmt.Errorf("run %s shard %d/%d interrupted with %d of %d items left: %w", b.runID, cfg.ShardIndex, cfg.ShardCount,
-			rep.Planned-rep.Done-rep.Skipped-rep.Failed, rep.Planned, ctx.Err())
+			rep.Planned-rep.ended(), rep.Planned, ctx.Err())
 	}
-	r.log.Info("run finished", "planned", rep.Planned, "done", rep.Done, "skipped", rep.Skipped, "failed", rep.Failed,
+	r.log.Info("run finished", "planned", rep.Planned, "done", rep.Done, "skipped", rep.Skipped, "stale", rep.Stale, "failed", rep.Failed,
 		"interrupted", rep.Interrupted, "stopped", rep.Stopped, "seconds", rep.End.Sub(rep.Start).Seconds())
 	return rep, runErr
 }
-
-// index is the item's position, kept for sorting results.
-func (p PairResult) index() int { return p.idx }
 
 // graceContext returns a context that is not cancelled with ctx but d after it.
 func graceContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -154,41 +178,105 @@ func graceContext(ctx context.Context, d time.Duration) (context.Context, contex
 	return g, func() { stop(); cancel() }
 }
 
-// check reads each item's provenance, records the items already done as skipped and returns
-// the rest in item order.
-func (r *runner) check(ctx context.Context, items []*item) []*item {
-	need := make([]bool, len(items))
-	p := pool.New().WithMaxGoroutines(r.cfg.IOJobs)
-	for i, it := range items {
-		p.Go(func() {
+// todo streams the shard's items a second time, records those that need no work (done,
+// stale and kept, refused) and yields the others in listing order. A listing error ends the
+// sequence and is recorded as the run's error by process.
+func (r *runner) todo(ctx context.Context) func(yield func(*item) bool) error {
+	return func(yield func(*item) bool) error {
+		b := r.b
+		policy := b.onConflict
+		collisions := map[uint64][]*item{}
+		err := forEachShardItem(ctx, b, r.cfg.ShardIndex, r.cfg.ShardCount, true, func(si shardItem) error {
 			if ctx.Err() != nil {
-				return
+				return ctx.Err()
+			}
+			if !r.plan.consume(si.slot) {
+				if !r.plan.has(si.slot) {
+					return nil // appeared since the first pass: the next run takes it
+				}
+				r.plan.collided[si.slot] = struct{}{} // a second item in one slot since then
+			}
+			it := si.item
+			if si.err != nil {
+				r.record(PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, Err: &PairError{Pair: it.pair, Op: OpCheck, Err: si.err}})
+				return nil
+			}
+			if _, ok := r.plan.collided[si.slot]; ok {
+				collisions[si.slot] = append(collisions[si.slot], it)
+				return nil
 			}
 			if r.cfg.Force {
-				need[i] = true
-				return
+				it.state = slotForced
+				it.markers = r.done.markersOf(it.slot)
+			} else {
+				st, others := r.done.state(it.slot, parseID(it.pair.ID))
+				switch st {
+				case indexDone:
+					r.ckpts.dropOthers(r, it, "")
+					r.record(PairResult{Pair: it.pair, Status: StatusSkipped, Outputs: it.keys})
+					return nil
+				case indexDamaged:
+					it.state, it.markers = slotDamaged, r.done.markersOf(it.slot)
+					r.log.Info("outputs changed since they were written: redoing", "pair", it.pair.ID)
+				case indexStale:
+					switch policy {
+					case manifests.ConflictKeep:
+						r.record(PairResult{Pair: it.pair, Status: StatusStale, Outputs: it.keys})
+						return nil
+					case manifests.ConflictReplace:
+						it.state, it.markers = slotStale, others
+					default:
+						r.record(PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys,
+							Err: &PairError{Pair: it.pair, Op: OpCheck, Err: conflictError(it.keys.Provenance, idString(others[0].id))}})
+						return nil
+					}
+				}
 			}
-			id, err := r.b.doneID(ctx, it)
-			switch {
-			case ctx.Err() != nil:
-			case err != nil:
-				r.record(PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, idx: it.index,
-					Err: &PairError{Pair: it.pair, Op: OpCheck, Err: err}})
-			case id == it.pair.ID:
-				r.record(PairResult{Pair: it.pair, Status: StatusSkipped, Outputs: it.keys, idx: it.index})
-			default:
-				need[i] = true
+			it.ckpt = r.ckpts.find(it)
+			r.ckpts.dropOthers(r, it, it.ckpt)
+			if !yield(it) {
+				return errStop
 			}
+			return nil
 		})
+		for _, items := range collisions {
+			for _, it := range items {
+				var others []string
+				for _, o := range items {
+					if o != it {
+						others = append(others, fmt.Sprintf("(content %s, style %s, preset %s)", quote(o.pair.Content), quote(o.pair.Style), o.pair.Preset))
+					}
+				}
+				err := fmt.Errorf("%w: its outputs (%s...) would also be written by %s: rename an input", ErrCollision,
+					strings.TrimSuffix(it.keys.Provenance, ".json"), strings.Join(others, ", "))
+				r.record(PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, Err: &PairError{Pair: it.pair, Op: OpCheck, Err: err}})
+			}
+		}
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		return err
 	}
-	p.Wait()
-	var todo []*item
-	for i, it := range items {
-		if need[i] {
-			todo = append(todo, it)
+}
+
+// conflictError says that key holds outputs of item ID other.
+func conflictError(key, other string) error {
+	if other == "" {
+		return fmt.Errorf("%w at %s: it was not written by nst: move it away", ErrConflict, key)
+	}
+	return fmt.Errorf("%w at %s (id %s): use a new preset name, or --on-conflict replace to redo them, or keep to leave them", ErrConflict, key, other)
+}
+
+func idString(id uint64) string { return fmt.Sprintf("%016x", id) }
+
+// quote quotes a key for human output when it holds anything but printable characters.
+func quote(s string) string {
+	for _, c := range s {
+		if c < ' ' || c == 0x7f || c == '\uFFFD' || (c >= 0x80 && c < 0xa0) {
+			return fmt.Sprintf("%q", s)
 		}
 	}
-	return todo
+	return s
 }
 
 func (r *runner) openEngine(ctx context.Context) (func() error, error) {
@@ -212,61 +300,94 @@ func (r *runner) stopping(ctx context.Context) bool {
 	return ctx.Err() != nil || (r.cfg.MaxFailures > 0 && r.failed.Load() > int64(r.cfg.MaxFailures))
 }
 
-// process loads, computes and writes the items: IOJobs loaders feed GPUJobs compute lanes
-// through a bound of MaxInFlight decoded pairs; finished results go to IOJobs uploaders.
-func (r *runner) process(ctx context.Context, todo []*item) {
+// process checks, loads, computes and writes the items: IOJobs loaders feed GPUJobs compute
+// lanes through a bound of MaxInFlight decoded pairs; finished results go to IOJobs uploaders.
+// The engine is opened when the first item needs it; *closeEngine is then set. It returns the
+// batch's error: the items' listing, or an engine that cannot be opened.
+func (r *runner) process(ctx context.Context, items func(yield func(*item) bool) error, closeEngine *func() error) error {
 	cfg := r.cfg
 	ready := make(chan *loaded)
 	slots := make(chan struct{}, cfg.MaxInFlight)
 	uploads := pool.New().WithMaxGoroutines(cfg.IOJobs)
 	var lanes conc.WaitGroup
-	for range cfg.GPUJobs {
-		lanes.Go(func() {
-			for l := range ready {
-				batch := gather(ready, l, cfg.BatchSize)
-				for range batch {
-					<-slots
-				}
-				if r.stopping(ctx) {
-					continue // not started: the next run takes them
-				}
-				for i, c := range r.computeBatch(ctx, batch) {
-					if c.ok {
-						uploads.Go(func() { r.upload(batch[i], c.computed) })
+	var (
+		engineOnce   sync.Once
+		engineErr    error
+		engineFailed atomic.Bool
+	)
+	// engine opens the engine once, from the first loader that needs it; the lanes start then.
+	engine := func() error {
+		engineOnce.Do(func() {
+			var closeFn func() error
+			closeFn, engineErr = r.openEngine(ctx)
+			*closeEngine = closeFn
+			if engineErr != nil {
+				engineFailed.Store(true)
+				return
+			}
+			for range cfg.GPUJobs {
+				lanes.Go(func() {
+					for l := range ready {
+						batch := gather(ready, l, cfg.BatchSize)
+						for range batch {
+							<-slots
+						}
+						if r.stopping(ctx) {
+							continue // not started: the next run takes them
+						}
+						for i, c := range r.computeBatch(ctx, batch) {
+							if c.ok {
+								uploads.Go(func() { r.upload(batch[i], c.computed) })
+							}
+						}
 					}
-				}
+				})
 			}
 		})
+		return engineErr
 	}
 	loaders := pool.New().WithMaxGoroutines(cfg.IOJobs)
-feed:
-	for _, it := range todo {
+	var stopErr error
+	listErr := items(func(it *item) bool {
 		if r.stopping(ctx) {
-			break
+			return false
 		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			break feed
+			return false
+		}
+		if engineFailed.Load() {
+			<-slots
+			return false
 		}
 		loaders.Go(func() {
-			l, err := r.load(ctx, it)
-			if err != nil {
+			l, err := r.load(ctx, it, engine)
+			if l == nil || err != nil {
 				<-slots
-				if ctx.Err() == nil {
-					r.record(PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, idx: it.index, Err: err,
-						Duration: time.Since(l.start)})
+				if err != nil && ctx.Err() == nil && !errors.Is(err, errEngine) {
+					r.record(PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, Err: err, Duration: time.Since(l.startTime())})
 				}
 				return
 			}
 			ready <- l
 		})
-	}
+		return true
+	})
 	loaders.Wait()
 	close(ready)
 	lanes.Wait()
 	uploads.Wait()
+	if engineErr != nil {
+		stopErr = engineErr
+	} else if listErr != nil && ctx.Err() == nil {
+		stopErr = listErr
+	}
+	return stopErr
 }
+
+// errEngine marks a load that stopped because the engine could not be opened.
+var errEngine = errors.New("engine not opened")
 
 // protect runs f, turning a panic into an error.
 func protect(f func() error) (err error) {
@@ -278,16 +399,30 @@ func protect(f func() error) (err error) {
 	return f()
 }
 
-func (r *runner) ckptKey(it *item) string {
-	return r.b.out.prefix + "_checkpoints/" + it.pair.ID + ".ckpt"
+func (l *loaded) startTime() time.Time {
+	if l == nil {
+		return time.Now()
+	}
+	return l.start
 }
 
-// load reads and decodes an item's inputs and its checkpoint, if any. l is never nil.
-func (r *runner) load(ctx context.Context, it *item) (l *loaded, err error) {
+// load checks what an item's slot holds (for a slot the index does not know), then reads and
+// decodes its inputs and its checkpoint. A nil loaded with a nil error means the item ended
+// here (found done, or refused: recorded).
+func (r *runner) load(ctx context.Context, it *item, engine func() error) (l *loaded, err error) {
 	l = &loaded{it: it, start: time.Now()}
 	fail := func(op string, err error) error { return &PairError{Pair: it.pair, Op: op, Err: err} }
 	err = protect(func() error {
-		if !r.cfg.Force {
+		if it.state == slotNew {
+			ended, err := r.checkSlot(ctx, it)
+			if err != nil || ended {
+				return err
+			}
+		}
+		if err := engine(); err != nil {
+			return errEngine
+		}
+		if it.ckpt != "" {
 			l.ckpt = r.readCheckpoint(ctx, it)
 		}
 		var op string
@@ -306,13 +441,104 @@ func (r *runner) load(ctx context.Context, it *item) (l *loaded, err error) {
 		}
 		return nil
 	})
+	if errors.Is(err, errEngine) {
+		return l, err
+	}
 	if err != nil {
 		if _, ok := err.(*PairError); !ok {
 			err = fail(OpRead, err)
 		}
 		return l, err
 	}
+	if l.content == nil {
+		return nil, nil // ended in checkSlot
+	}
 	return l, nil
+}
+
+// checkSlot looks at the outputs of an item whose slot has no index marker: written before the
+// index existed, by an attempt that ended between its provenance and its marker, or nothing
+// (the usual case: one GET that finds nothing). ended is true when the item ended here: done
+// already (its marker is restored), or outputs of another definition under OnConflict fail or
+// keep (recorded).
+func (r *runner) checkSlot(ctx context.Context, it *item) (ended bool, err error) {
+	out := r.b.out.bucket
+	data, _, err := out.Read(ctx, it.keys.Provenance, 16<<20)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	var owner string // the item ID the slot's outputs belong to, "" if unknown
+	var p Provenance
+	if err == nil && json.Unmarshal(data, &p) == nil && p.ID != "" {
+		owner = p.ID
+	} else if err != nil && !errors.Is(err, storage.ErrCorrupt) && !errors.Is(err, storage.ErrTooLarge) {
+		return false, &PairError{Pair: it.pair, Op: OpCheck, Err: err}
+	} else {
+		// A damaged provenance: the outputs' metadata tell whose slot it is.
+		for _, k := range []string{it.keys.Image, it.keys.Provenance} {
+			if o, err := out.Attributes(ctx, k); err == nil && o.Metadata[metaID] != "" {
+				owner = o.Metadata[metaID]
+				break
+			}
+		}
+		r.log.Info("provenance unreadable", "pair", it.pair.ID, "key", it.keys.Provenance, "owner", owner)
+	}
+	switch {
+	case owner == it.pair.ID:
+		objs, ok := r.outputsIntact(ctx, it, p.Output.Objects)
+		if !ok || p.ID != it.pair.ID {
+			it.state = slotDamaged // ours, but incomplete or damaged: redo over it
+			return false, nil
+		}
+		if err := r.writeMarker(ctx, it, objs); err != nil {
+			return false, &PairError{Pair: it.pair, Op: OpWrite, Err: err}
+		}
+		r.report.addReindexed()
+		r.record(PairResult{Pair: it.pair, Status: StatusSkipped, Outputs: it.keys})
+		return true, nil
+	case owner == "":
+		if r.b.onConflict == manifests.ConflictKeep {
+			r.record(PairResult{Pair: it.pair, Status: StatusStale, Outputs: it.keys})
+			return true, nil
+		}
+		return false, &PairError{Pair: it.pair, Op: OpCheck, Err: conflictError(it.keys.Provenance, "")}
+	default:
+		switch r.b.onConflict {
+		case manifests.ConflictKeep:
+			r.record(PairResult{Pair: it.pair, Status: StatusStale, Outputs: it.keys})
+			return true, nil
+		case manifests.ConflictReplace:
+			it.state = slotStale
+			return false, nil
+		}
+		return false, &PairError{Pair: it.pair, Op: OpCheck, Err: conflictError(it.keys.Provenance, owner)}
+	}
+}
+
+// outputsIntact reads the attributes of an item's outputs: ok when all exist with its ID and,
+// where its provenance recorded them (written), with the sizes and MD5s written.
+func (r *runner) outputsIntact(ctx context.Context, it *item, written []OutputObject) (objs [numKinds]storage.Object, ok bool) {
+	want := map[string]OutputObject{}
+	for _, w := range written {
+		want[r.b.out.prefix+w.Key] = w
+	}
+	for kind, k := range it.keys.list() {
+		o, err := r.b.out.bucket.Attributes(ctx, k)
+		if err != nil || o.Metadata[metaID] != it.pair.ID {
+			return objs, false
+		}
+		if w, ok := want[k]; ok && (w.Size != o.Size ||
+			(!r.cfg.Storage.NoMD5Check && len(o.MD5) > 0 && w.MD5 != hex.EncodeToString(o.MD5))) {
+			return objs, false
+		}
+		objs[kind] = o
+	}
+	return objs, true
+}
+
+// list returns the keys in kind order (kindImage...).
+func (k OutputKeys) list() [numKinds]string {
+	return [numKinds]string{k.Image, k.LossLog, k.LossPlot, k.Provenance}
 }
 
 func (r *runner) styleKey(it *item) string {
@@ -337,18 +563,18 @@ func (r *runner) readImage(ctx context.Context, src source, o object, what strin
 	lim := imaging.DefaultLimits()
 	data, _, err := src.bucket.Read(ctx, src.prefix+o.key, lim.MaxBytes)
 	if err != nil {
-		return nil, OpRead, fmt.Errorf("%s %s: %w", what, o.key, err)
+		return nil, OpRead, fmt.Errorf("%s %s: %w", what, quote(o.key), err)
 	}
 	img, _, err := imaging.Decode(bytes.NewReader(data), lim)
 	if err != nil {
-		return nil, OpDecode, fmt.Errorf("%s %s: %w", what, o.key, err)
+		return nil, OpDecode, fmt.Errorf("%s %s: %w", what, quote(o.key), err)
 	}
 	return img, "", nil
 }
 
-// readCheckpoint returns the item's checkpoint, nil if there is none or it is unusable.
+// readCheckpoint returns the item's checkpoint, nil if it is unusable.
 func (r *runner) readCheckpoint(ctx context.Context, it *item) *transfer.Checkpoint {
-	data, _, err := r.b.out.bucket.Read(ctx, r.ckptKey(it), 0)
+	data, _, err := r.b.out.bucket.Read(ctx, it.ckpt, 0)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
@@ -359,15 +585,16 @@ func (r *runner) readCheckpoint(ctx context.Context, it *item) *transfer.Checkpo
 	var c transfer.Checkpoint
 	if err := c.UnmarshalBinary(data); err != nil {
 		r.log.Warn("checkpoint corrupt: deleting it and starting fresh", "pair", it.pair.ID, "err", err)
-		r.deleteCheckpoint(ctx, it)
+		r.deleteKey(ctx, it.ckpt, it)
 		return nil
 	}
 	return &c
 }
 
-func (r *runner) deleteCheckpoint(ctx context.Context, it *item) {
-	if err := r.b.out.bucket.Delete(ctx, r.ckptKey(it)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		r.log.Warn("checkpoint not deleted", "pair", it.pair.ID, "err", err)
+// deleteKey deletes a key of the item's bookkeeping (checkpoints), logging failures.
+func (r *runner) deleteKey(ctx context.Context, key string, it *item) {
+	if err := r.b.out.bucket.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		r.log.Warn("not deleted", "key", key, "pair", it.pair.ID, "err", err)
 	}
 }
 
@@ -414,7 +641,7 @@ func (r *runner) computeBatch(ctx context.Context, batch []*loaded) []outcome {
 			out[i].computed, out[i].ok = r.compute(ctx, l)
 			continue
 		}
-		d := l.it.params.Digest()
+		d := l.it.paramsDigest
 		if groups[d] == nil {
 			order = append(order, d)
 		}
@@ -480,7 +707,7 @@ func (r *runner) prepare(ctx context.Context, l *loaded) *job {
 		Content:   l.content,
 		Styles:    []image.Image{l.style},
 		StyleKeys: []string{r.styleKey(it)},
-		Params:    it.params,
+		Params:    *it.params,
 		Resume:    l.ckpt,
 		OnStep: func(s transfer.Step) error {
 			j.steps.Add(1)
@@ -508,7 +735,7 @@ func (r *runner) finish(ctx context.Context, j *job, res *transfer.Result, err e
 	it, c := j.l.it, j.c
 	if err != nil && j.req.Resume != nil && errors.Is(err, transfer.ErrCheckpointMismatch) && ctx.Err() == nil {
 		r.log.Warn("checkpoint does not match: deleting it and starting fresh", "pair", it.pair.ID, "err", err)
-		r.deleteCheckpoint(ctx, it)
+		r.deleteKey(ctx, it.ckpt, it)
 		j.req.Resume, c.resumedAt = nil, 0
 		err = protect(func() (err error) {
 			res, err = r.eng.Stylize(ctx, j.req)
@@ -517,7 +744,7 @@ func (r *runner) finish(ctx context.Context, j *job, res *transfer.Result, err e
 	}
 	c.steps = int(j.steps.Load())
 	if err != nil {
-		pr := PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, idx: it.index, Duration: time.Since(j.l.start),
+		pr := PairResult{Pair: it.pair, Status: StatusFailed, Outputs: it.keys, Duration: time.Since(j.l.start),
 			Steps: c.steps, ResumedAt: c.resumedAt, Err: &PairError{Pair: it.pair, Op: OpStylize, Err: err}}
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			pr.Status = StatusInterrupted
@@ -534,24 +761,30 @@ func (r *runner) writeCheckpoint(ctx context.Context, it *item, ck *transfer.Che
 	if ctx.Err() != nil {
 		wctx = r.grace // the run was cancelled: this is the last checkpoint
 	}
+	key := ckptKey(r.b.out.prefix, it.slot, it.pair.ID)
 	data, err := ck.MarshalBinary()
 	if err == nil {
-		err = r.b.out.bucket.Write(wctx, r.ckptKey(it), data, storage.WriteOptions{
+		err = r.b.out.bucket.Write(wctx, key, data, storage.WriteOptions{
 			ContentType: "application/octet-stream", Metadata: map[string]string{metaID: it.pair.ID}})
 	}
 	if err != nil {
 		r.log.Warn("checkpoint not written", "pair", it.pair.ID, "step", ck.Step, "err", err)
 		return
 	}
+	if it.ckpt != "" && it.ckpt != key {
+		r.deleteKey(wctx, it.ckpt, it) // an old-style key, now rewritten under the slot
+	}
+	it.ckpt = key
 	r.log.Debug("checkpoint", "pair", it.pair.ID, "step", ck.Step)
 }
 
-// upload writes a computed item's outputs, provenance last, and removes its checkpoint. It
-// runs on the grace context: a finished result is worth writing after cancellation.
+// upload writes a computed item's outputs, provenance last, then its index marker, and
+// removes its checkpoint. It runs on the grace context: a finished result is worth writing
+// after cancellation.
 func (r *runner) upload(l *loaded, c computed) {
 	it := l.it
 	ctx := r.grace
-	pr := PairResult{Pair: it.pair, Outputs: it.keys, idx: it.index, Steps: c.steps, ResumedAt: c.resumedAt, Final: c.res.Final()}
+	pr := PairResult{Pair: it.pair, Outputs: it.keys, Steps: c.steps, ResumedAt: c.resumedAt, Final: c.res.Final()}
 	err := protect(func() error {
 		spec := r.b.m.Spec.Output
 		q := 0
@@ -569,29 +802,46 @@ func (r *runner) upload(l *loaded, c computed) {
 				return &PairError{Pair: it.pair, Op: OpEncode, Err: err}
 			}
 		}
-		if err := r.put(ctx, it, it.keys.Image, img.Bytes(), imaging.ContentType(spec.Format)); err != nil {
-			return err
-		}
-		if err := r.put(ctx, it, it.keys.LossLog, log.Bytes(), "application/x-ndjson"); err != nil {
-			return err
-		}
 		var plot bytes.Buffer
 		if err := report.LossPlot(&plot, c.res.Log, report.PlotOptions{Title: path.Base(strings.TrimSuffix(it.keys.LossPlot, ".loss.png")) + " (" + it.pair.Preset + ")"}); err != nil {
 			return &PairError{Pair: it.pair, Op: OpEncode, Err: err}
 		}
-		if err := r.put(ctx, it, it.keys.LossPlot, plot.Bytes(), "image/png"); err != nil {
-			return err
+		outputs := []struct {
+			data []byte
+			ct   string
+		}{{img.Bytes(), imaging.ContentType(spec.Format)}, {log.Bytes(), "application/x-ndjson"}, {plot.Bytes(), "image/png"}, {nil, "application/json"}}
+		var objs [numKinds]storage.Object
+		for kind, o := range outputs[:kindProvenance] {
+			sum := md5.Sum(o.data)
+			objs[kind] = storage.Object{Key: it.keys.list()[kind], Size: int64(len(o.data)), MD5: sum[:]}
 		}
 		end := time.Now().UTC()
-		prov := r.provenance(it, c, l.start.UTC(), end)
-		data, err := json.MarshalIndent(prov, "", "  ")
+		prov := r.provenance(it, c, l.start.UTC(), end, objs[:kindProvenance])
+		pdata, err := json.MarshalIndent(prov, "", "  ")
 		if err != nil {
 			return &PairError{Pair: it.pair, Op: OpEncode, Err: err}
 		}
-		if err := r.put(ctx, it, it.keys.Provenance, append(data, '\n'), "application/json"); err != nil {
-			return err
+		outputs[kindProvenance].data = append(pdata, '\n')
+		sum := md5.Sum(outputs[kindProvenance].data)
+		objs[kindProvenance] = storage.Object{Key: it.keys.Provenance, Size: int64(len(outputs[kindProvenance].data)), MD5: sum[:]}
+		// The index must never name an ID whose outputs are being replaced.
+		if err := r.deleteMarkers(ctx, it.markers); err != nil {
+			return &PairError{Pair: it.pair, Op: OpWrite, Err: err}
 		}
-		r.deleteCheckpoint(ctx, it)
+		for kind, o := range outputs {
+			if err := r.put(ctx, it, it.keys.list()[kind], o.data, o.ct); err != nil {
+				return err
+			}
+		}
+		if err := r.writeMarker(ctx, it, objs); err != nil {
+			return &PairError{Pair: it.pair, Op: OpWrite, Err: fmt.Errorf("index marker: %w", err)}
+		}
+		if it.ckpt != "" {
+			r.deleteKey(ctx, it.ckpt, it)
+		}
+		if r.cfg.Report {
+			r.writeThumbs(ctx, l, c.res.Image)
+		}
 		return nil
 	})
 	pr.Duration = time.Since(l.start)
@@ -606,13 +856,15 @@ func (r *runner) upload(l *loaded, c computed) {
 	r.record(pr)
 }
 
-// put writes one output: WriteOnce; an object already there from an attempt with the same ID is
-// replaced, one of another ID is a conflict (unless Force, which overwrites).
+// put writes one output: WriteOnce; an object already there is replaced when it carries this
+// item's ID (an earlier attempt), or another item ID and the slot may be replaced (stale under
+// OnConflict replace, Force); else it is a conflict. An object without an ID was not written by
+// nst: only Force replaces it.
 func (r *runner) put(ctx context.Context, it *item, key string, data []byte, contentType string) error {
 	opts := storage.WriteOptions{ContentType: contentType, Metadata: map[string]string{metaID: it.pair.ID}}
 	out := r.b.out.bucket
 	fail := func(err error) error { return &PairError{Pair: it.pair, Op: OpWrite, Err: err} }
-	if r.cfg.Force {
+	if it.state == slotForced {
 		if err := out.Write(ctx, key, data, opts); err != nil {
 			return fail(err)
 		}
@@ -629,11 +881,12 @@ func (r *runner) put(ctx context.Context, it *item, key string, data []byte, con
 	if err != nil {
 		return fail(err)
 	}
-	if other := obj.Metadata[metaID]; other != it.pair.ID {
-		if other == "" {
-			other = "none"
-		}
-		return fail(fmt.Errorf("%w at %s (id %s): use a new preset name, or --force", ErrConflict, key, other))
+	other := obj.Metadata[metaID]
+	switch {
+	case other == it.pair.ID:
+	case other != "" && (it.state == slotStale || it.state == slotDamaged):
+	default:
+		return fail(conflictError(key, other))
 	}
 	if err := out.Write(ctx, key, data, opts); err != nil {
 		return fail(err)
@@ -641,7 +894,7 @@ func (r *runner) put(ctx context.Context, it *item, key string, data []byte, con
 	return nil
 }
 
-func (r *runner) provenance(it *item, c computed, start, end time.Time) Provenance {
+func (r *runner) provenance(it *item, c computed, start, end time.Time, objs []storage.Object) Provenance {
 	b := r.b
 	w := Weights{URL: storage.Redact(b.weights.url), Digest: b.weights.digest, SHA256: b.weights.sha256}
 	if b.weights.random {
@@ -657,16 +910,20 @@ func (r *runner) provenance(it *item, c computed, start, end time.Time) Provenan
 		info = *r.info
 	}
 	bounds := c.res.Image.Bounds()
+	var written []OutputObject
+	for _, o := range objs {
+		written = append(written, OutputObject{Key: strings.TrimPrefix(o.Key, b.out.prefix), Size: o.Size, MD5: hex.EncodeToString(o.MD5)})
+	}
 	return Provenance{
 		ID:         it.pair.ID,
 		Content:    Input{URL: storage.Redact(b.contents.url), Key: it.content.key, Version: it.content.version, Size: it.content.size},
 		Style:      Input{URL: storage.Redact(b.styles.url), Key: it.style.key, Version: it.style.version, Size: it.style.size},
 		Preset:     it.pair.Preset,
-		Params:     it.params,
+		Params:     *it.params,
 		ParamsHash: it.paramsDigest,
 		Weights:    w,
 		Output: OutputInfo{URL: storage.Redact(b.out.url), Keys: it.keys, Format: b.m.Spec.Output.Format,
-			Width: bounds.Dx(), Height: bounds.Dy()},
+			Width: bounds.Dx(), Height: bounds.Dy(), Objects: written},
 		NST:       r.cfg.Version,
 		Engine:    info,
 		RunID:     b.runID,
@@ -680,26 +937,17 @@ func (r *runner) provenance(it *item, c computed, start, end time.Time) Provenan
 	}
 }
 
-// record adds an item's end to the report and tells Progress and the log.
+// record adds an item's end to the report and the shard's pair log, and tells Progress and
+// the log.
 func (r *runner) record(pr PairResult) {
 	if pr.Status == StatusFailed {
 		r.failed.Add(1)
 	}
-	r.mu.Lock()
-	rep := r.report
-	rep.Results = append(rep.Results, pr)
-	switch pr.Status {
-	case StatusDone:
-		rep.Done++
-	case StatusSkipped:
-		rep.Skipped++
-	case StatusFailed:
-		rep.Failed++
-	case StatusInterrupted:
-		rep.Interrupted++
-	}
-	r.mu.Unlock()
+	r.report.add(pr)
 	r.cfg.Progress.PairDone(pr)
+	if pr.Status != StatusSkipped && pr.Status != StatusStale {
+		r.journal.add(pr)
+	}
 	attrs := []any{"pair", pr.ID, "content", pr.Content, "style", pr.Style, "preset", pr.Preset}
 	switch pr.Status {
 	case StatusFailed:
@@ -710,35 +958,6 @@ func (r *runner) record(pr PairResult) {
 	case StatusInterrupted:
 		r.log.Info("pair interrupted", append(attrs, "steps", pr.Steps)...)
 	default:
-		r.log.Debug("pair skipped", attrs...)
+		r.log.Debug("pair "+string(pr.Status), attrs...)
 	}
-}
-
-func (r *runner) writeSummary() error {
-	rep := r.report
-	s := Summary{RunID: rep.RunID, Manifest: storage.Redact(r.cfg.ManifestURL), Shard: rep.ShardIndex, Shards: rep.ShardCount,
-		Planned: rep.Planned, Done: rep.Done, Skipped: rep.Skipped, Failed: rep.Failed, Interrupted: rep.Stopped == "interrupted",
-		Stopped: rep.Stopped, Start: rep.Start, End: rep.End, NST: r.cfg.Version, Engine: r.info,
-		Failures: []SummaryFailure{}, Pairs: []SummaryPair{}}
-	for _, pr := range rep.Results {
-		sp := SummaryPair{Pair: pr.Pair, Status: pr.Status, DurationS: pr.Duration.Seconds(), Steps: pr.Steps, ResumedAt: pr.ResumedAt,
-			TotalLoss: pr.Final.TotalLoss, StyleLoss: pr.Final.StyleLoss, Content: pr.Final.ContentLoss}
-		s.Pairs = append(s.Pairs, sp)
-		if pr.Status == StatusFailed {
-			f := SummaryFailure{Pair: pr.Pair, Error: pr.Err.Error()}
-			var pe *PairError
-			if errors.As(pr.Err, &pe) {
-				f.Op, f.Error = pe.Op, pe.Err.Error()
-			}
-			s.Failures = append(s.Failures, f)
-		}
-	}
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := r.b.out.bucket.Write(r.grace, rep.SummaryKey, append(data, '\n'), storage.WriteOptions{ContentType: "application/json"}); err != nil {
-		return fmt.Errorf("write run summary: %w", err)
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -51,26 +50,23 @@ func runScenario(t *testing.T, e env) {
 	man := writeManifest(t, manifestText(e.dir(e.in, "contents/"), e.dir(e.in, "styles/"), e.dir(e.out, ""), ""))
 	cfg := e.config(man)
 	start := time.Now()
-	rep, err := Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("12 pairs in %v", time.Since(start))
 	if rep.Planned != 12 || rep.Done != 12 || !rep.OK() {
-		t.Fatalf("report: planned %d done %d failed %d: %+v", rep.Planned, rep.Done, rep.Failed, rep.Results)
+		t.Fatalf("report: planned %d done %d failed %d: %+v", rep.Planned, rep.Done, rep.Failed, res)
 	}
 	out := e.bucket(t, e.out)
-	checkOutputs(t, out, rep, 4)
-	var sum Summary
-	data, err := out.ReadAll(t.Context(), "_runs/r1/shard-0-of-1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &sum); err != nil || sum.Done != 12 || sum.Planned != 12 || len(sum.Pairs) != 12 || sum.Interrupted {
-		t.Fatalf("summary %+v (%v)", sum, err)
+	checkOutputs(t, out, rep, res, 4)
+	sum := readSummary(t, out, rep.SummaryKey)
+	if !strings.HasPrefix(rep.SummaryKey, "_runs/r1/shard-0-of-1.") || sum.Done != 12 || sum.Planned != 12 ||
+		len(pairLog(t, out, "", sum)) != 12 || sum.Interrupted != 0 || sum.Attempt == "" {
+		t.Fatalf("summary %s: %+v", rep.SummaryKey, sum)
 	}
 	wantKeys := map[string]bool{}
-	for _, r := range rep.Results {
+	for _, r := range res {
 		for _, k := range []string{r.Outputs.Image, r.Outputs.LossLog, r.Outputs.LossPlot, r.Outputs.Provenance} {
 			wantKeys[k] = true
 		}
@@ -81,8 +77,8 @@ func runScenario(t *testing.T, e env) {
 
 	// A re-run skips everything and writes nothing but its summary.
 	before := snapshot(t, out)
-	if len(before) != 48 {
-		t.Errorf("%d objects, want 48: %v", len(before), before)
+	if len(before) != 60 { // 4 outputs and an index marker per item
+		t.Errorf("%d objects, want 60: %v", len(before), before)
 	}
 	prog := &countingProgress{}
 	cfg.Progress = prog
@@ -100,27 +96,28 @@ func runScenario(t *testing.T, e env) {
 	// Shards 0..2 into a fresh output write each output exactly once.
 	man3 := writeManifest(t, manifestText(e.dir(e.in, "contents/"), e.dir(e.in, "styles/"), e.dir(e.out2, ""), ""))
 	seen := map[string]int{}
-	total := 0
+	total, planned := 0, 0
 	for i := range 3 {
 		c := e.config(man3)
 		c.ShardIndex, c.ShardCount = i, 3
-		rep, err := Run(t.Context(), c)
+		rep, res, err := runResults(t.Context(), c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Planned != 4 || rep.Done != 4 {
+		if rep.Done != rep.Planned || !rep.OK() {
 			t.Errorf("shard %d: planned %d done %d", i, rep.Planned, rep.Done)
 		}
-		for _, r := range rep.Results {
+		planned += rep.Planned
+		for _, r := range res {
 			seen[r.ID]++
 			total++
 		}
 	}
-	if len(seen) != 12 || total != 12 {
-		t.Errorf("shards wrote %d items (%d distinct), want 12", total, len(seen))
+	if len(seen) != 12 || total != 12 || planned != 12 {
+		t.Errorf("shards planned %d and wrote %d items (%d distinct), want 12", planned, total, len(seen))
 	}
-	if sharded := len(snapshot(t, e.bucket(t, e.out2))); sharded != 48 {
-		t.Errorf("sharded outputs: %d objects, want 48", sharded)
+	if sharded := len(snapshot(t, e.bucket(t, e.out2))); sharded != 60 {
+		t.Errorf("sharded outputs: %d objects, want 60", sharded)
 	}
 }
 
@@ -137,14 +134,14 @@ func TestBrokenImages(t *testing.T) {
 	put(t, in, "contents/text.png", []byte("this is not an image at all"))
 	put(t, in, "contents/magenta.png", magentaPNG(t))
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
-	rep, err := Run(t.Context(), e.config(man))
+	rep, res, err := runResults(t.Context(), e.config(man))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Done != 12 || rep.Failed != 12 {
 		t.Fatalf("done %d failed %d, want 12 and 12", rep.Done, rep.Failed)
 	}
-	for _, r := range rep.Results {
+	for _, r := range res {
 		if r.Status != StatusFailed {
 			continue
 		}
@@ -161,10 +158,9 @@ func TestBrokenImages(t *testing.T) {
 		}
 	}
 	out := e.bucket(t, e.out)
-	var sum Summary
-	data, _ := out.ReadAll(t.Context(), "r/_runs/r1/shard-0-of-1.json")
-	if err := json.Unmarshal(data, &sum); err != nil || sum.Failed != 12 || len(sum.Failures) != 12 {
-		t.Fatalf("summary: %+v (%v)", sum, err)
+	sum := readSummary(t, out, rep.SummaryKey)
+	if sum.Failed != 12 || len(sum.Failures) != 12 {
+		t.Fatalf("summary: %+v", sum)
 	}
 	for _, f := range sum.Failures {
 		if f.Op == "" || f.Error == "" || f.ID == "" || f.Preset == "" {
@@ -172,7 +168,7 @@ func TestBrokenImages(t *testing.T) {
 		}
 	}
 	t.Logf("example causes: %q; %q", sum.Failures[0].Error, sum.Failures[len(sum.Failures)-1].Error)
-	checkOutputs(t, out, rep, 4)
+	checkOutputs(t, out, rep, res, 4)
 }
 
 // TestNewPresetLeavesOldOutputs: adding a preset computes only its items and leaves the
@@ -212,12 +208,12 @@ spec:
 	}
 	// Changing a preset's weights under the same name conflicts instead of overwriting.
 	changed := strings.Replace(fmt.Sprintf(one, ""), "styleWeight: 10", "styleWeight: 20", 1)
-	rep, err = Run(t.Context(), e.config(writeManifest(t, changed)))
-	if err != nil || rep.Failed != 6 || !errors.Is(rep.Results[0].Err, ErrConflict) {
-		t.Fatalf("changed preset: %v, %+v", err, rep.Results)
+	rep, res, err := runResults(t.Context(), e.config(writeManifest(t, changed)))
+	if err != nil || rep.Failed != 6 || !errors.Is(res[0].Err, ErrConflict) {
+		t.Fatalf("changed preset: %v, %+v", err, res)
 	}
-	if !strings.Contains(rep.Results[0].Err.Error(), "use a new preset name, or --force") {
-		t.Errorf("conflict message: %v", rep.Results[0].Err)
+	if msg := res[0].Err.Error(); !strings.Contains(msg, "use a new preset name, or --on-conflict replace") || strings.Contains(msg, "--force") {
+		t.Errorf("conflict message: %v", msg)
 	}
 	for k, v := range before {
 		if snapshot(t, out)[k] != v {
@@ -238,12 +234,15 @@ func TestLeftovers(t *testing.T) {
 	e := memEnv()
 	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
-	plan, err := PlanBatch(t.Context(), e.config(man))
-	if err != nil {
+	var items []PlanItem
+	if _, err := PlanBatch(t.Context(), e.config(man), PlanOptions{Shard: -1, Each: func(it PlanItem) error {
+		items = append(items, it)
+		return nil
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	out := e.bucket(t, e.out)
-	same, foreign := plan.Items[0], plan.Items[1]
+	same, foreign := items[0], items[1]
 	w := func(key, id string) {
 		if err := out.WriteAll(t.Context(), key, []byte("partial"), &blob.WriterOptions{Metadata: map[string]string{metaID: id}}); err != nil {
 			t.Fatal(err)
@@ -256,9 +255,9 @@ func TestLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Done != 11 || rep.Failed != 1 || rep.Results[1].Status != StatusFailed || !errors.Is(rep.Results[1].Err, ErrConflict) ||
-		!strings.Contains(rep.Results[1].Err.Error(), "(id 0123456789abcdef)") {
-		t.Fatalf("done %d failed %d: %v", rep.Done, rep.Failed, rep.Results[1].Err)
+	if rep.Done != 11 || rep.Failed != 1 || rep.Failures[0].ID != foreign.ID || !errors.Is(rep.Failures[0].Err, ErrConflict) ||
+		!strings.Contains(rep.Failures[0].Err.Error(), "(id 0123456789abcdef)") {
+		t.Fatalf("done %d failed %d: %+v", rep.Done, rep.Failed, rep.Failures)
 	}
 	if data, _ := out.ReadAll(t.Context(), same.Outputs.Image); string(data) == "partial" {
 		t.Error("same-ID leftover not replaced")
@@ -303,22 +302,20 @@ func TestCancelAndResume(t *testing.T) {
 	if ckpt == "" {
 		t.Fatalf("no checkpoint: %v", keys)
 	}
-	var sum Summary
-	data, _ := out.ReadAll(t.Context(), "r/_runs/r1/shard-0-of-1.json")
-	if err := json.Unmarshal(data, &sum); err != nil || !sum.Interrupted || sum.Done != 0 {
-		t.Fatalf("summary %+v (%v)", sum, err)
+	if sum := readSummary(t, out, rep.SummaryKey); sum.Stopped != "interrupted" || sum.Interrupted != 1 || sum.Done != 0 {
+		t.Fatalf("summary %+v", sum)
 	}
 	first := prog.steps.Load()
 
 	prog2 := &countingProgress{}
 	cfg.Progress, cfg.NewEngine = prog2, fakeEngine(transfer.Fake{})
-	rep, err = Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil || rep.Done != 2 {
 		t.Fatalf("resumed run: %v, %+v", err, rep)
 	}
-	resumed := rep.Results[0] // the item that was running: the one with a checkpoint
-	if rep.Results[1].ResumedAt > 0 {
-		resumed = rep.Results[1]
+	resumed := res[0] // the item that was running: the one with a checkpoint
+	if res[1].ResumedAt > 0 {
+		resumed = res[1]
 	}
 	if resumed.ResumedAt < 15 || resumed.Steps != steps-resumed.ResumedAt {
 		t.Errorf("resumed at %d, computed %d steps (first run %d)", resumed.ResumedAt, resumed.Steps, first)
@@ -326,7 +323,7 @@ func TestCancelAndResume(t *testing.T) {
 	if got := prog2.steps.Load(); got >= 2*steps {
 		t.Errorf("resumed run computed %d steps, want fewer than %d", got, 2*steps)
 	}
-	checkOutputs(t, out, rep, steps)
+	checkOutputs(t, out, rep, res, steps)
 	if _, ok := snapshot(t, out)[ckpt]; ok {
 		t.Error("checkpoint left after the pair was done")
 	}
@@ -364,14 +361,14 @@ func TestPanicIsPairError(t *testing.T) {
 		}
 		return nil
 	}})
-	rep, err := Run(t.Context(), cfg)
+	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Failed != 4 || rep.Done != 8 {
 		t.Fatalf("failed %d done %d", rep.Failed, rep.Done)
 	}
-	for _, r := range rep.Results {
+	for _, r := range res {
 		if r.Status == StatusFailed && (r.Content != "sub/b.png" || !strings.Contains(r.Err.Error(), "panic: boom")) {
 			t.Errorf("%s: %v", r.Content, r.Err)
 		}

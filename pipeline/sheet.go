@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -8,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
+	"image"
+	"log/slog"
 	"net/url"
-	"path"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,21 +28,278 @@ import (
 
 // Contact sheets live under the output URL:
 //
-//	_report/index.html                  every shard's pairs (written once all summaries exist)
-//	_report/shard-<i>-of-<n>.html       one shard's pairs
-//	_report/thumbs/c-<hash>.jpg         content thumbnails (s-: styles, r-<ID>: results)
+//	_report/index.html                        the latest run's index (totals, failures, pages)
+//	_report/<run ID>/index.html               each run's index
+//	_report/<run ID>/shard-<i>-of-<n>.<attempt>.<k>.html   pages of the pairs an attempt wrote
+//	_report/thumbs/c-<hash>.jpg               content thumbnails (s-: styles, r-<ID>: results)
+//
+// A shard writes its pages as it goes, a page per report.PageSize items; the shard that ends
+// last (the one that finds every shard's summary) writes the run's index.
 const (
 	sheetDir   = "_report/"
-	SheetIndex = sheetDir + "index.html" // the merged contact sheet's key under the output URL
+	SheetIndex = sheetDir + "index.html" // the latest run's index, under the output URL
 )
 
-// WriteReport (re)writes the contact sheet of cfg's batch, every shard's pairs, to
-// _report/index.html under the output URL, from what the bucket holds: each pair's provenance
-// (done pairs: losses, time, outputs) and the run's shard summaries (failures and causes, run
-// totals). Missing thumbnails are made from the inputs and results. cfg.ShardIndex and
-// cfg.ShardCount are ignored: the shards are those whose summaries exist for the run ID. It
-// returns the sheet's key relative to the output bucket. Errors are like PlanBatch's; a pair
-// whose thumbnails cannot be made is listed without them.
+func runIndexKey(runID string) string { return sheetDir + runID + "/index.html" }
+
+// sheetEnv is what writing sheets needs of a batch.
+type sheetEnv struct {
+	b     *batch
+	cfg   Config
+	grace context.Context // for the writes
+	log   *slog.Logger
+	// made holds the thumbnail keys this process wrote or found (see thumb).
+	made *sync.Map
+}
+
+func (r *runner) sheetEnv() sheetEnv {
+	return sheetEnv{b: r.b, cfg: r.cfg, grace: r.grace, log: r.log, made: &r.thumbs}
+}
+
+// row makes a sheet row of a pair log line, with links relative to the page at pageKey.
+func (sw sheetEnv) row(p SummaryPair, pageKey string) report.Row {
+	row := report.Row{ID: p.ID, Content: p.Content, Style: p.Style, Preset: p.Preset, Status: string(p.Status),
+		Steps: p.Steps, DurationS: p.DurationS}
+	if p.Status != StatusDone {
+		if p.Op != "" {
+			row.Cause = p.Op + ": " + p.Error
+		}
+		return row
+	}
+	rel := func(k string) string { return relLink(pageKey, k) }
+	row.Final.TotalLoss, row.Final.ContentLoss, row.Final.StyleLoss, row.Final.TVLoss = p.TotalLoss, p.ContentLoss, p.StyleLoss, p.TVLoss
+	row.Result, row.LossLog, row.LossPlot, row.Provenance = rel(p.Outputs.Image), rel(p.Outputs.LossLog), rel(p.Outputs.LossPlot), rel(p.Outputs.Provenance)
+	c, s, r := sw.thumbKeys(p.Pair)
+	row.ContentThumb, row.StyleThumb, row.ResultThumb = rel(c), rel(s), rel(r)
+	return row
+}
+
+// thumbKeys are a pair's thumbnail keys relative to the output prefix. Content and style
+// thumbnails are named by their input's URL, key and version, so pairs share them.
+func (sw sheetEnv) thumbKeys(p Pair) (content, style, result string) {
+	h := func(kind, u, key string) string {
+		d := sha256.Sum256([]byte(stripQuery(u) + "\x00" + key))
+		return sheetDir + "thumbs/" + kind + "-" + hex.EncodeToString(d[:8]) + ".jpg"
+	}
+	return h("c", sw.b.contents.url, p.Content), h("s", sw.b.styles.url, p.Style), sheetDir + "thumbs/r-" + p.ID + ".jpg"
+}
+
+// writeThumbs makes the thumbnails of an item this run wrote, from the images it holds: a
+// content or style thumbnail once per process (and never over an existing one), the result's
+// always. Failures are logged: a sheet without a thumbnail is still a sheet.
+func (r *runner) writeThumbs(ctx context.Context, l *loaded, result *image.NRGBA) {
+	sw := r.sheetEnv()
+	c, s, res := sw.thumbKeys(l.it.pair)
+	for _, t := range []struct {
+		key  string
+		img  *image.NRGBA
+		once bool
+	}{{c, l.content, true}, {s, l.style, true}, {res, result, false}} {
+		if err := sw.thumb(ctx, t.key, func() (*image.NRGBA, error) { return t.img, nil }, t.once); err != nil {
+			r.log.Warn("contact sheet: thumbnail not made", "pair", l.it.pair.ID, "key", t.key, "err", err)
+		}
+	}
+}
+
+// thumb writes the thumbnail of the image src gives at key (relative to the output prefix).
+// With once, a key this process made already is skipped and an existing object is kept.
+func (sw sheetEnv) thumb(ctx context.Context, key string, src func() (*image.NRGBA, error), once bool) error {
+	if once {
+		if _, done := sw.made.LoadOrStore(key, true); done {
+			return nil
+		}
+	}
+	img, err := src()
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := imaging.Encode(&buf, report.Thumbnail(img), "jpeg", 85); err != nil {
+		return err
+	}
+	out := sw.b.out
+	opts := storage.WriteOptions{ContentType: "image/jpeg"}
+	if once {
+		err = out.bucket.WriteOnce(ctx, out.prefix+key, buf.Bytes(), opts)
+		if errors.Is(err, storage.ErrExists) {
+			return nil
+		}
+		return err
+	}
+	return out.bucket.Write(ctx, out.prefix+key, buf.Bytes(), opts)
+}
+
+// summaryName matches a summary's name in _runs/<run ID>/.
+var summaryName = regexp.MustCompile(`^shard-(\d+)-of-(\d+)\.([0-9TZ]+-[0-9a-f]+)\.json$`)
+
+// runSummaries lists run runID's summaries and reads the latest attempt of every shard of one
+// shard count: want, or (want 0) the count of the most recent attempt. With complete, it
+// reads nothing unless every shard of that count has a summary (so that the many shards of a
+// large run do not each read all the others'). It returns the summaries by shard and the count.
+func (sw sheetEnv) runSummaries(ctx context.Context, runID string, want int, complete bool) (map[int]Summary, int, error) {
+	out := sw.b.out
+	dir := out.prefix + runsDir + runID + "/"
+	type found struct {
+		key, attempt string
+	}
+	latest := map[[2]int]found{} // (count, shard) -> latest attempt
+	newest, newestCount := "", 0
+	err := out.bucket.List(ctx, dir, func(o storage.Object) error {
+		m := summaryName.FindStringSubmatch(strings.TrimPrefix(o.Key, dir))
+		if m == nil {
+			return nil
+		}
+		i, _ := strconv.Atoi(m[1])
+		n, _ := strconv.Atoi(m[2])
+		if i >= n || (want > 0 && n != want) {
+			return nil
+		}
+		k := [2]int{n, i}
+		if f, ok := latest[k]; !ok || m[3] > f.attempt {
+			latest[k] = found{o.Key, m[3]}
+		}
+		if m[3] > newest {
+			newest, newestCount = m[3], n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list summaries: %w", err)
+	}
+	n := want
+	if n == 0 {
+		n = newestCount
+	}
+	var keys []string
+	for k, f := range latest {
+		if k[0] == n {
+			keys = append(keys, f.key)
+		}
+	}
+	if n == 0 || (complete && len(keys) < n) {
+		return nil, n, nil
+	}
+	sums := map[int]Summary{}
+	var mu sync.Mutex
+	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(sw.cfg.IOJobs)
+	for _, k := range keys {
+		p.Go(func(ctx context.Context) error {
+			data, _, err := out.bucket.Read(ctx, k, 16<<20)
+			if err != nil {
+				return fmt.Errorf("read summary: %w", err)
+			}
+			var s Summary
+			if err := json.Unmarshal(data, &s); err != nil {
+				return fmt.Errorf("summary %s: %w", k, err)
+			}
+			mu.Lock()
+			sums[s.Shard] = s
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return nil, n, err
+	}
+	return sums, n, nil
+}
+
+// maxIndexFailures is how many failures a run's index lists (the rest are counted).
+const maxIndexFailures = 500
+
+// writeIndexSheet writes run runID's index, _report/<run ID>/index.html and
+// _report/index.html, from its shards' summaries: those of count want once all exist (else it
+// writes nothing and returns ""), or (want 0) whatever the latest attempts hold. It returns the
+// key of _report/index.html under the output URL.
+func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (string, error) {
+	sums, n, err := sw.runSummaries(ctx, runID, want, want > 0)
+	if err != nil || sums == nil {
+		return "", err
+	}
+	b := sw.b
+	x := report.Index{Title: b.m.Metadata.Name + ": contact sheet", RunID: runID, Manifest: storage.Redact(sw.cfg.ManifestURL)}
+	var start, end time.Time
+	for _, i := range slices.Sorted(mapsKeys(sums)) {
+		s := sums[i]
+		t := &x.Totals
+		t.Planned += s.Planned
+		t.Done += s.Done
+		t.Skipped += s.Skipped
+		t.Stale += s.Stale
+		t.Failed += s.Failed
+		t.Interrupted += s.Interrupted
+		t.NotRun += s.Planned - s.Done - s.Skipped - s.Stale - s.Failed - s.Interrupted
+		t.ComputeS += s.ComputeS
+		if start.IsZero() || s.Start.Before(start) {
+			start = s.Start
+		}
+		if s.End.After(end) {
+			end = s.End
+		}
+		x.Shards = append(x.Shards, report.Shard{Index: s.Shard, Count: s.Shards, Attempt: s.Attempt, Planned: s.Planned, Done: s.Done,
+			Skipped: s.Skipped, Stale: s.Stale, Failed: s.Failed, Interrupted: s.Interrupted, Stopped: s.Stopped, Pages: s.Pages, PairLogs: s.PairLogs})
+		for _, f := range s.Failures {
+			if len(x.Failures) < maxIndexFailures {
+				x.Failures = append(x.Failures, report.Failure{ID: f.ID, Content: f.Content, Style: f.Style, Preset: f.Preset, Op: f.Op, Error: f.Error})
+			} else {
+				x.FailuresOmitted++
+			}
+		}
+		x.FailuresOmitted += s.FailuresOmitted
+	}
+	if end.After(start) {
+		x.Totals.WallS = end.Sub(start).Seconds()
+	}
+	x.Scope = fmt.Sprintf("all %d shards", n)
+	if len(sums) < n {
+		x.Scope = fmt.Sprintf("%d of %d shards", len(sums), n)
+		x.Notes = append(x.Notes, fmt.Sprintf("Only %d of %d shard summaries exist: the others have not ended yet.", len(sums), n))
+	}
+	var key string
+	for _, k := range []string{runIndexKey(runID), SheetIndex} {
+		y := x
+		y.Shards = slices.Clone(x.Shards)
+		for i := range y.Shards {
+			y.Shards[i].Pages = relLinks(k, y.Shards[i].Pages)
+			y.Shards[i].PairLogs = relLinks(k, y.Shards[i].PairLogs)
+		}
+		var buf bytes.Buffer
+		if err := report.WriteIndex(&buf, y); err != nil {
+			return "", err
+		}
+		if err := b.out.bucket.Write(sw.grace, b.out.prefix+k, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
+			return "", fmt.Errorf("write contact sheet: %w", err)
+		}
+		key = b.out.prefix + k
+	}
+	return key, nil
+}
+
+func relLinks(from string, to []string) []string {
+	out := make([]string, len(to))
+	for i, t := range to {
+		out[i] = relLink(from, t)
+	}
+	return out
+}
+
+func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// WriteReport (re)writes the contact sheet of a run of cfg's batch (cfg.RunID, else the
+// default run ID) from what the bucket holds: the latest attempt of each shard's summary (of
+// the shard count of the most recent attempt). For a shard that ran without Config.Report it
+// first makes the pages from its pair log, and the thumbnails of the pairs it wrote from their
+// inputs and results. It lists nothing of the catalogue: its cost follows the run's work. It
+// returns the key of _report/index.html under the output URL. Errors are like PlanBatch's; a
+// pair whose thumbnails cannot be made is shown without them.
 func WriteReport(ctx context.Context, cfg Config) (string, error) {
 	cfg.ShardIndex, cfg.ShardCount = 0, 1
 	cfg, err := cfg.withDefaults(false)
@@ -51,304 +311,112 @@ func WriteReport(ctx context.Context, cfg Config) (string, error) {
 		return "", err
 	}
 	defer b.buckets.close()
-	sw := &sheetWriter{b: b, cfg: cfg, grace: ctx}
-	return sw.write(ctx, b.items, true, "")
-}
-
-// sheetWriter gathers and writes contact sheets for a batch.
-type sheetWriter struct {
-	b     *batch
-	cfg   Config
-	grace context.Context // for the writes
-	// made holds one *thumbOnce per thumbnail key: pairs share content and style thumbnails,
-	// and two goroutines writing the same key at once could each find the other's write
-	// half done.
-	made sync.Map
-}
-
-type thumbOnce struct {
-	once sync.Once
-	err  error
-}
-
-// writeSheets writes this shard's contact sheet and, when every shard's summary exists, the
-// merged one (a single shard writes only the merged one); it returns the key of the last one
-// written.
-func (r *runner) writeSheets(ctx context.Context) (string, error) {
-	sw := &sheetWriter{b: r.b, cfg: r.cfg, grace: r.grace}
-	var mine []*item
-	for _, it := range r.b.items {
-		if it.shard == r.cfg.ShardIndex {
-			mine = append(mine, it)
-		}
-	}
-	if r.cfg.ShardCount == 1 {
-		return sw.write(ctx, mine, true, "")
-	}
-	key, err := sw.write(ctx, mine, true, fmt.Sprintf("%sshard-%d-of-%d.html", sheetDir, r.cfg.ShardIndex, r.cfg.ShardCount))
-	if err != nil {
-		return key, err
-	}
-	sums, err := sw.summaries(ctx)
-	if err != nil {
-		return key, err
-	}
-	if len(sums) < r.cfg.ShardCount {
-		r.log.Info("contact sheet: not merged yet", "summaries", len(sums), "shards", r.cfg.ShardCount)
-		return key, nil
-	}
-	// Every shard has ended once: merge. Other shards made their own thumbnails.
-	return sw.write(ctx, r.b.items, false, "")
-}
-
-// summaries reads the run's shard summaries of the batch's shard count, by shard.
-func (sw *sheetWriter) summaries(ctx context.Context) (map[int]Summary, error) {
-	out := sw.b.out
-	prefix := fmt.Sprintf("%s_runs/%s/", out.prefix, sw.b.runID)
-	sums := map[int]Summary{}
-	var mu sync.Mutex
-	var keys []string
-	err := out.bucket.List(ctx, prefix, func(o storage.Object) error {
-		if strings.HasSuffix(o.Key, ".json") && strings.HasPrefix(path.Base(o.Key), "shard-") {
-			keys = append(keys, o.Key)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list summaries: %w", err)
-	}
-	// With several shard counts for one run ID, the latest count (the batch's) wins.
-	want := sw.cfg.ShardCount
-	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(sw.cfg.IOJobs)
-	for _, k := range keys {
-		p.Go(func(ctx context.Context) error {
-			data, _, err := out.bucket.Read(ctx, k, 64<<20)
-			if err != nil {
-				return fmt.Errorf("read summary: %w", err)
-			}
-			var s Summary
-			if err := json.Unmarshal(data, &s); err != nil {
-				return fmt.Errorf("summary %s: %w", k, err)
-			}
-			if want > 1 && s.Shards != want {
-				return nil
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if old, ok := sums[s.Shard]; !ok || old.Shards < s.Shards || s.End.After(old.End) {
-				sums[s.Shard] = s
-			}
-			return nil
-		})
-	}
-	if err := p.Wait(); err != nil {
-		return nil, err
-	}
-	if want <= 1 { // WriteReport: keep the largest shard count found
-		n := 0
-		for _, s := range sums {
-			n = max(n, s.Shards)
-		}
-		for i, s := range sums {
-			if s.Shards != n {
-				delete(sums, i)
-			}
-		}
-	}
-	return sums, nil
-}
-
-// write gathers the items' rows and writes a sheet at key (SheetIndex if ""), making missing
-// thumbnails of done items if thumbs.
-func (sw *sheetWriter) write(ctx context.Context, items []*item, thumbs bool, key string) (string, error) {
-	b := sw.b
-	if key == "" {
-		key = SheetIndex
-	}
-	sums, err := sw.summaries(ctx)
+	sw := sheetEnv{b: b, cfg: cfg, grace: ctx, log: cfg.Logger, made: &sync.Map{}}
+	sums, n, err := sw.runSummaries(ctx, b.runID, 0, false)
 	if err != nil {
 		return "", err
 	}
-	failed := map[string]SummaryFailure{}
-	status := map[string]Status{}
-	var start, end time.Time
-	shards := 0
-	for _, i := range slices.Sorted(maps.Keys(sums)) { // by shard: deterministic
-		s := sums[i]
-		shards = max(shards, s.Shards)
-		for _, f := range s.Failures {
-			failed[f.ID] = f
-		}
-		for _, p := range s.Pairs {
-			status[p.ID] = p.Status
-		}
-		if start.IsZero() || s.Start.Before(start) {
-			start = s.Start
-		}
-		if s.End.After(end) {
-			end = s.End
-		}
+	if n == 0 {
+		return "", invalidf("run %s has no shard summaries under %s", b.runID, storage.Redact(b.out.url))
 	}
-	sheet := report.Sheet{Title: b.m.Metadata.Name + ": contact sheet", RunID: b.runID, Manifest: storage.Redact(sw.cfg.ManifestURL)}
-	rows := make([]report.Row, len(items))
-	var mu sync.Mutex
-	var thumbFails int
-	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(sw.cfg.IOJobs)
-	for i, it := range items {
-		p.Go(func(ctx context.Context) error {
-			row, ok, err := sw.row(ctx, it, key)
-			if err != nil {
-				return err
-			}
-			if ok && thumbs {
-				if err := sw.thumbs(ctx, it); err != nil {
-					b.cfg.Logger.Warn("contact sheet: thumbnail not made", "pair", it.pair.ID, "err", err)
-					mu.Lock()
-					thumbFails++
-					mu.Unlock()
-				}
-			}
-			rows[i] = row
-			return nil
-		})
-	}
-	if err := p.Wait(); err != nil {
-		return "", err
-	}
-	for i, it := range items {
-		row := &rows[i]
-		if row.Status == string(StatusDone) {
-			sheet.Totals.Done++
-			sheet.Totals.ComputeS += row.DurationS
+	for _, s := range sums {
+		if len(s.Pages) > 0 || len(s.PairLogs) == 0 {
 			continue
 		}
-		switch {
-		case failed[it.pair.ID].ID != "":
-			f := failed[it.pair.ID]
-			row.Status, row.Cause = string(StatusFailed), f.Op+": "+f.Error
-			sheet.Totals.Failed++
-			sheet.Failures = append(sheet.Failures, report.Failure{ID: f.ID, Content: f.Content, Style: f.Style, Preset: f.Preset, Op: f.Op, Error: f.Error})
-		case status[it.pair.ID] == StatusInterrupted:
-			row.Status = string(StatusInterrupted)
-			sheet.Totals.Interrupted++
-		default:
-			row.Status = "pending"
-			sheet.Totals.Pending++
+		if err := sw.pagesFromLog(ctx, s); err != nil {
+			return "", err
 		}
 	}
-	sheet.Rows = rows
-	sheet.Totals.Pairs = len(items)
-	if !start.IsZero() && end.After(start) {
-		sheet.Totals.WallS = end.Sub(start).Seconds()
-	}
-	if key == SheetIndex {
-		sheet.Scope = fmt.Sprintf("all shards (%d summaries of %d)", len(sums), shards)
-		if shards == 0 {
-			sheet.Scope = "all pairs (no shard summaries found)"
-		} else if len(sums) < shards {
-			sheet.Notes = append(sheet.Notes, fmt.Sprintf("Only %d of %d shard summaries exist: pairs of the others show as not run.", len(sums), shards))
-		}
-	} else {
-		sheet.Scope = fmt.Sprintf("shard %d of %d", sw.cfg.ShardIndex, sw.cfg.ShardCount)
-	}
-	if thumbFails > 0 {
-		sheet.Notes = append(sheet.Notes, fmt.Sprintf("%d pairs have no thumbnails (see the logs).", thumbFails))
-	}
-	var buf bytes.Buffer
-	if err := report.WriteSheet(&buf, sheet); err != nil {
-		return "", err
-	}
-	if err := b.out.bucket.Write(sw.grace, b.out.prefix+key, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
-		return "", fmt.Errorf("write contact sheet: %w", err)
-	}
-	return b.out.prefix + key, nil
+	return writeIndexSheet(ctx, sw, b.runID, 0)
 }
 
-// row reads an item's provenance: ok is true when the item is done.
-func (sw *sheetWriter) row(ctx context.Context, it *item, sheetKey string) (report.Row, bool, error) {
-	row := report.Row{ID: it.pair.ID, Content: it.pair.Content, Style: it.pair.Style, Preset: it.pair.Preset}
-	data, _, err := sw.b.out.bucket.Read(ctx, it.keys.Provenance, 16<<20)
-	if errors.Is(err, storage.ErrNotFound) {
-		return row, false, nil
+// pagesFromLog makes a summary's pages (and the thumbnails of its done pairs) from its pair
+// log, then rewrites the summary with them.
+func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
+	out := sw.b.out
+	name := fmt.Sprintf("shard-%d-of-%d.%s", s.Shard, s.Shards, s.Attempt)
+	for k, logKey := range s.PairLogs {
+		data, _, err := out.bucket.Read(ctx, out.prefix+logKey, 256<<20)
+		if err != nil {
+			return fmt.Errorf("read pair log: %w", err)
+		}
+		pageKey := fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k)
+		var rows []report.Row
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var p SummaryPair
+			if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+				return fmt.Errorf("pair log %s: %w", logKey, err)
+			}
+			rows = append(rows, sw.row(p, pageKey))
+			if p.Status == StatusDone {
+				sw.thumbsFromBucket(ctx, p)
+			}
+		}
+		page := report.Page{Title: sw.b.m.Metadata.Name + ": contact sheet", RunID: s.RunID,
+			Scope: fmt.Sprintf("shard %d of %d, attempt %s, page %d", s.Shard, s.Shards, s.Attempt, k+1),
+			Index: relLink(pageKey, runIndexKey(s.RunID)), Rows: rows}
+		if k > 0 {
+			page.Prev = relLink(pageKey, fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k-1))
+		}
+		if k < len(s.PairLogs)-1 {
+			page.Next = relLink(pageKey, fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k+1))
+		}
+		var buf bytes.Buffer
+		if err := report.WritePage(&buf, page); err != nil {
+			return err
+		}
+		if err := out.bucket.Write(sw.grace, out.prefix+pageKey, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
+			return fmt.Errorf("write contact sheet page: %w", err)
+		}
+		s.Pages = append(s.Pages, pageKey)
 	}
+	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return row, false, fmt.Errorf("contact sheet: %w", err)
+		return err
 	}
-	var p Provenance
-	if err := json.Unmarshal(data, &p); err != nil || p.ID != it.pair.ID {
-		return row, false, nil
-	}
-	rel := func(k string) string { return relLink(sheetKey, strings.TrimPrefix(k, sw.b.out.prefix)) }
-	row.Status = string(StatusDone)
-	row.Final, row.Steps, row.DurationS = p.Final, p.Steps, p.DurationS
-	row.Result, row.LossLog, row.Provenance = rel(it.keys.Image), rel(it.keys.LossLog), rel(it.keys.Provenance)
-	if p.Output.Keys.LossPlot != "" {
-		row.LossPlot = rel(it.keys.LossPlot)
-	}
-	c, s, r := sw.thumbKeys(it)
-	row.ContentThumb, row.StyleThumb, row.ResultThumb = relLink(sheetKey, c), relLink(sheetKey, s), relLink(sheetKey, r)
-	return row, true, nil
+	return out.bucket.Write(sw.grace, out.prefix+summaryKey(s.RunID, name), append(data, '\n'), storage.WriteOptions{ContentType: "application/json"})
 }
 
-// thumbKeys are an item's thumbnail keys relative to the output prefix.
-func (sw *sheetWriter) thumbKeys(it *item) (content, style, result string) {
-	h := func(kind, u string, o object) string {
-		d := sha256.Sum256([]byte(stripQuery(u) + "\x00" + o.key + "\x00" + o.version))
-		return sheetDir + "thumbs/" + kind + "-" + hex.EncodeToString(d[:8]) + ".jpg"
-	}
-	return h("c", sw.b.contents.url, it.content), h("s", sw.b.styles.url, it.style), sheetDir + "thumbs/r-" + it.pair.ID + ".jpg"
-}
-
-// thumbs makes the item's missing thumbnails.
-func (sw *sheetWriter) thumbs(ctx context.Context, it *item) error {
+// thumbsFromBucket makes a done pair's thumbnails by reading its inputs and result.
+func (sw sheetEnv) thumbsFromBucket(ctx context.Context, p SummaryPair) {
 	b := sw.b
-	c, s, r := sw.thumbKeys(it)
+	c, s, r := sw.thumbKeys(p.Pair)
 	for _, t := range []struct {
-		key string
-		src source
-		k   string
-	}{{c, b.contents, b.contents.prefix + it.content.key}, {s, b.styles, b.styles.prefix + it.style.key}, {r, b.out, it.keys.Image}} {
-		dst := b.out.prefix + t.key
-		v, _ := sw.made.LoadOrStore(dst, &thumbOnce{})
-		o := v.(*thumbOnce)
-		o.once.Do(func() { o.err = sw.thumb(ctx, t.src, t.k, dst) })
-		if o.err != nil {
-			return o.err
+		key  string
+		src  source
+		k    string
+		once bool
+	}{{c, b.contents, b.contents.prefix + p.Content, true}, {s, b.styles, b.styles.prefix + p.Style, true}, {r, b.out, b.out.prefix + p.Outputs.Image, false}} {
+		err := sw.thumb(ctx, t.key, func() (*image.NRGBA, error) {
+			lim := imaging.DefaultLimits()
+			data, _, err := t.src.bucket.Read(ctx, t.k, lim.MaxBytes)
+			if err != nil {
+				return nil, err
+			}
+			img, _, err := imaging.Decode(bytes.NewReader(data), lim)
+			return img, err
+		}, t.once)
+		if err != nil {
+			sw.log.Warn("contact sheet: thumbnail not made", "pair", p.ID, "key", t.key, "err", err)
 		}
 	}
-	return nil
-}
-
-// thumb writes the thumbnail of src's object k at dst, unless dst exists.
-func (sw *sheetWriter) thumb(ctx context.Context, src source, k, dst string) error {
-	out := sw.b.out.bucket
-	ok, err := out.Exists(ctx, dst)
-	if err != nil || ok {
-		return err
-	}
-	lim := imaging.DefaultLimits()
-	data, _, err := src.bucket.Read(ctx, k, lim.MaxBytes)
-	if err != nil {
-		return err
-	}
-	img, _, err := imaging.Decode(bytes.NewReader(data), lim)
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	if err := imaging.Encode(&buf, report.Thumbnail(img), "jpeg", 85); err != nil {
-		return err
-	}
-	return out.Write(sw.grace, dst, buf.Bytes(), storage.WriteOptions{ContentType: "image/jpeg"})
 }
 
 // relLink is the link from the object at key from to the object at key to (both relative to
-// the output prefix), each path segment escaped.
+// the output prefix), each path segment escaped: up to their common directory, then down.
 func relLink(from, to string) string {
-	up := strings.Repeat("../", strings.Count(from, "/"))
+	dir := strings.Split(from, "/")
+	dir = dir[:len(dir)-1]
 	segs := strings.Split(to, "/")
+	common := 0
+	for common < len(dir) && common < len(segs)-1 && dir[common] == segs[common] {
+		common++
+	}
+	segs = segs[common:]
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
 	}
-	return up + strings.Join(segs, "/")
+	return strings.Repeat("../", len(dir)-common) + strings.Join(segs, "/")
 }

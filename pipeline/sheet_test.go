@@ -3,17 +3,20 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nst-project/nst/report"
 	"github.com/nst-project/nst/transfer"
 )
 
@@ -68,58 +71,92 @@ spec:
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantSheet := "_report/shard-0-of-2.html"
-		if i == 1 {
-			wantSheet = SheetIndex // the last shard finds every summary and merges
-		}
-		if rep.SheetKey != wantSheet {
-			t.Errorf("shard %d: sheet %q, want %q", i, rep.SheetKey, wantSheet)
+		switch {
+		case i == 1 && rep.SheetKey != SheetIndex: // the last shard finds every summary and writes the index
+			t.Errorf("shard 1: sheet %q, want %q", rep.SheetKey, SheetIndex)
+		case i == 0 && rep.SheetKey != "" && !regexp.MustCompile(`^_report/r1/shard-0-of-2\.[0-9TZ]+-[0-9a-f]{4}\.00000\.html$`).MatchString(rep.SheetKey):
+			t.Errorf("shard 0: sheet %q, want its first page", rep.SheetKey)
 		}
 	}
 	return root + "/out", man
 }
 
-// TestContactSheetHTML: the merged sheet lists every pair with its status, links only
-// relatively to files that exist, names the failure's cause and sums the run; `WriteReport`
-// regenerates the same page from the bucket.
+// sheetPages returns the HTML of a run's pages, by file name.
+func sheetPages(t *testing.T, out, runID string) map[string]string {
+	t.Helper()
+	pages := map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(out, "_report", runID, "shard-*.html"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages[filepath.Base(f)] = string(data)
+	}
+	return pages
+}
+
+// checkLinks checks that a page is self-contained and that its relative links (from dir) name
+// files that exist; it returns the links.
+func checkLinks(t *testing.T, name, html, dir string) []string {
+	t.Helper()
+	for _, bad := range []string{"<script", "http://", "https://", "file://", `src="/`, `href="/`} {
+		if strings.Contains(html, bad) {
+			t.Errorf("%s holds %q: not self-contained", name, bad)
+		}
+	}
+	var out []string
+	for _, l := range regexp.MustCompile(`(?:src|href)="([^"]+)"`).FindAllStringSubmatch(html, -1) {
+		out = append(out, l[1])
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(l[1]))); err != nil {
+			t.Errorf("%s: link %s: %v", name, l[1], err)
+		}
+	}
+	return out
+}
+
+// TestContactSheetHTML: the run's index sums the shards and lists the failure's cause and every
+// page; the pages hold the pairs the run wrote or failed, linking only relatively to files that
+// exist; `WriteReport` regenerates the same index from the bucket.
 func TestContactSheetHTML(t *testing.T) {
 	out, man := sheetBatch(t)
 	index := filepath.Join(out, "_report", "index.html")
-	page, err := os.ReadFile(index)
+	data, err := os.ReadFile(index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	html := string(page)
-	if n := strings.Count(html, `<tr class="pair done"`); n != 2 {
-		t.Errorf("%d done rows, want 2", n)
-	}
-	if n := strings.Count(html, `<tr class="pair failed"`); n != 1 {
-		t.Errorf("%d failed rows, want 1", n)
-	}
+	html := string(data)
 	if !strings.Contains(html, `<li class="failure"`) || !strings.Contains(html, "decode: content broken.png") {
 		t.Errorf("failure cause missing:\n%s", html)
 	}
-	for _, tot := range []string{`data-total="pairs">3<`, `data-total="done">2<`, `data-total="failed">1<`} {
+	for _, tot := range []string{`data-total="planned">3<`, `data-total="done">2<`, `data-total="failed">1<`, `data-total="notrun">0<`} {
 		if !strings.Contains(html, tot) {
 			t.Errorf("totals: no %s", tot)
 		}
 	}
-	for _, bad := range []string{"<script", "http://", "https://", "file://", `src="/`, `href="/`} {
-		if strings.Contains(html, bad) {
-			t.Errorf("sheet holds %q: not self-contained", bad)
+	if n := strings.Count(html, `<tr class="shard"`); n != 2 {
+		t.Errorf("%d shard rows, want 2", n)
+	}
+	links := checkLinks(t, "index", html, filepath.Join(out, "_report"))
+	pages := sheetPages(t, out, "r1")
+	if nl := strings.Count(html, `class="page"`); nl != len(pages) || len(pages) == 0 || len(links) < len(pages) {
+		t.Errorf("index links %d pages, %d exist", nl, len(pages))
+	}
+	done, failed, curve := 0, 0, false
+	for name, p := range pages {
+		done += strings.Count(p, `<tr class="pair done"`)
+		failed += strings.Count(p, `<tr class="pair failed"`)
+		checkLinks(t, name, p, filepath.Join(out, "_report", "r1"))
+		curve = curve || strings.Contains(p, `href="../../default/more/lime__magenta.loss.png"`)
+		if !strings.Contains(p, `id="index" href="index.html"`) {
+			t.Errorf("%s does not link the run's index", name)
 		}
 	}
-	links := regexp.MustCompile(`(?:src|href)="([^"]+)"`).FindAllStringSubmatch(html, -1)
-	if len(links) < 2*6 {
-		t.Errorf("%d links, want thumbnails and outputs of 2 pairs", len(links))
+	if done != 2 || failed != 1 || !curve {
+		t.Errorf("pages: %d done rows, %d failed, loss curve linked %v; want 2, 1, true", done, failed, curve)
 	}
-	for _, l := range links {
-		if _, err := os.Stat(filepath.Join(out, "_report", filepath.FromSlash(l[1]))); err != nil {
-			t.Errorf("link %s: %v", l[1], err)
-		}
-	}
-	if !strings.Contains(html, `href="../default/more/lime__magenta.loss.png"`) {
-		t.Errorf("no link to a loss curve")
+	if _, err := os.Stat(filepath.Join(out, "_report", "r1", "index.html")); err != nil {
+		t.Errorf("no run index: %v", err)
 	}
 
 	// nst report: regenerate from the bucket alone, byte for byte.
@@ -130,8 +167,68 @@ func TestContactSheetHTML(t *testing.T) {
 	if err != nil || key != SheetIndex {
 		t.Fatalf("WriteReport: %q, %v", key, err)
 	}
-	if again, err := os.ReadFile(index); err != nil || !bytes.Equal(again, page) {
+	if again, err := os.ReadFile(index); err != nil || !bytes.Equal(again, data) {
 		t.Errorf("regenerated sheet differs (%v):\n%s", err, again)
+	}
+}
+
+// TestContactSheetPages: a run of 1001 items writes 3 pages of at most report.PageSize rows,
+// linked in order; a run without Config.Report writes none, and WriteReport makes them (and the
+// thumbnails) from its pair log afterwards.
+func TestContactSheetPages(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	const n = 1001
+	for i := range n {
+		put(t, in, fmt.Sprintf("contents/c%04d.png", i), pngBytes(t, testImage(16, 16, i%7)))
+	}
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	for _, withReport := range []bool{true, false} {
+		man := writeManifest(t, strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", fmt.Sprintf("mem://out/r%v/", withReport), ""),
+			"  presets:\n    - {name: soft, styleWeight: 10}\n    - {name: bold, styleWeight: 1000}\n", "", 1))
+		cfg := e.config(man)
+		cfg.RunID = fmt.Sprintf("pages-%v", withReport)
+		cfg.Report = withReport
+		rep, err := Run(t.Context(), cfg)
+		if err != nil || rep.Done != n {
+			t.Fatalf("run: %v, %+v", err, rep)
+		}
+		if !withReport {
+			if key, err := WriteReport(t.Context(), cfg); err != nil || key != fmt.Sprintf("r%v/%s", withReport, SheetIndex) {
+				t.Fatalf("WriteReport: %q %v", key, err)
+			}
+		}
+		out := e.bucket(t, e.out)
+		pre := fmt.Sprintf("r%v/", withReport)
+		sum := readSummary(t, out, rep.SummaryKey)
+		if len(sum.Pages) != 3 || len(sum.PairLogs) != 3 {
+			t.Fatalf("report %v: pages %v, pair logs %v", withReport, sum.Pages, sum.PairLogs)
+		}
+		rows := 0
+		for k, key := range sum.Pages {
+			data, err := out.ReadAll(t.Context(), pre+key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			html := string(data)
+			r := strings.Count(html, `<tr class="pair done"`)
+			rows += r
+			if r > report.PageSize || (k < 2 && r != report.PageSize) {
+				t.Errorf("page %d: %d rows", k, r)
+			}
+			if hasPrev, hasNext := strings.Contains(html, `id="prev"`), strings.Contains(html, `id="next"`); hasPrev != (k > 0) || hasNext != (k < 2) {
+				t.Errorf("page %d: prev %v next %v", k, hasPrev, hasNext)
+			}
+			if k < 2 && !strings.Contains(html, `href="`+path.Base(sum.Pages[k+1])+`"`) {
+				t.Errorf("page %d does not link page %d", k, k+1)
+			}
+		}
+		if rows != n {
+			t.Errorf("pages hold %d rows, want %d", rows, n)
+		}
+		if thumbs := len(keysUnder(t, out, pre+"_report/thumbs/r-")); thumbs < n {
+			t.Errorf("report %v: %d result thumbnails, want %d", withReport, thumbs, n)
+		}
 	}
 }
 
@@ -177,50 +274,57 @@ func TestContactSheetInBrowser(t *testing.T) {
 	out, _ := sheetBatch(t)
 	u := "file://" + out + "/_report/index.html"
 	dom := string(browse(t, bin, "--dump-dom", u))
-	if n := strings.Count(dom, `data-status="done"`); n != 2 {
-		t.Errorf("DOM: %d done rows, want 2:\n%s", n, dom)
+	if !strings.Contains(dom, `class="failure"`) || !strings.Contains(dom, "decode: content broken.png") {
+		t.Errorf("DOM: no failure with its cause:\n%s", dom)
 	}
-	if !strings.Contains(dom, `data-status="failed"`) || !strings.Contains(dom, "decode: content broken.png") {
-		t.Errorf("DOM: no failed row with its cause")
-	}
-	if !strings.Contains(dom, `data-total="pairs">3<`) || !strings.Contains(dom, `data-total="failed">1<`) {
+	if !strings.Contains(dom, `data-total="planned">3<`) || !strings.Contains(dom, `data-total="failed">1<`) {
 		t.Errorf("DOM: totals missing")
 	}
-	shot := filepath.Join(t.TempDir(), "sheet.png")
-	browse(t, bin, "--window-size=1000,1400", "--screenshot="+shot, u)
-	f, err := os.Open(shot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Getenv("NST_KEEP_SCREENSHOT") != "" {
-		data, _ := os.ReadFile(shot)
-		_ = os.WriteFile(os.Getenv("NST_KEEP_SCREENSHOT"), data, 0o644)
-	}
-	near := func(c color.NRGBA) int {
-		n := 0
-		b := img.Bounds()
-		for y := b.Min.Y; y < b.Max.Y; y++ {
-			for x := b.Min.X; x < b.Max.X; x++ {
-				r, g, bb, _ := img.At(x, y).RGBA()
-				if d(r>>8, c.R) < 24 && d(g>>8, c.G) < 24 && d(bb>>8, c.B) < 24 {
-					n++
+	done, green, magenta := 0, 0, 0
+	for name := range sheetPages(t, out, "r1") {
+		pu := "file://" + out + "/_report/r1/" + name
+		done += strings.Count(string(browse(t, bin, "--dump-dom", pu)), `data-status="done"`)
+		shot := filepath.Join(t.TempDir(), "sheet.png")
+		browse(t, bin, "--window-size=1000,1400", "--screenshot="+shot, pu)
+		f, err := os.Open(shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if os.Getenv("NST_KEEP_SCREENSHOT") != "" {
+			data, _ := os.ReadFile(shot)
+			_ = os.WriteFile(os.Getenv("NST_KEEP_SCREENSHOT")+"."+name+".png", data, 0o644)
+		}
+		near := func(c color.NRGBA) int {
+			n := 0
+			b := img.Bounds()
+			for y := b.Min.Y; y < b.Max.Y; y++ {
+				for x := b.Min.X; x < b.Max.X; x++ {
+					r, g, bb, _ := img.At(x, y).RGBA()
+					if d(r>>8, c.R) < 24 && d(g>>8, c.G) < 24 && d(bb>>8, c.B) < 24 {
+						n++
+					}
 				}
 			}
+			return n
 		}
-		return n
+		green += near(color.NRGBA{0, 200, 0, 255})
+		magenta += near(color.NRGBA{255, 0, 255, 255})
+	}
+	if done != 2 {
+		t.Errorf("DOM of the pages: %d done rows, want 2", done)
 	}
 	// Two content thumbnails (scaled up to the 160 px cap no more than their own size) and two
 	// style thumbnails: hundreds of pixels each.
-	if g := near(color.NRGBA{0, 200, 0, 255}); g < 2*30*30/2 {
-		t.Errorf("screenshot: %d green pixels: content thumbnails not shown", g)
+	if green < 2*30*30/2 {
+		t.Errorf("screenshots: %d green pixels: content thumbnails not shown", green)
 	}
-	if m := near(color.NRGBA{255, 0, 255, 255}); m < 2*32*32/2 {
-		t.Errorf("screenshot: %d magenta pixels: style thumbnails not shown", m)
+	if magenta < 2*32*32/2 {
+		t.Errorf("screenshots: %d magenta pixels: style thumbnails not shown", magenta)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -45,6 +46,17 @@ func batchErr(err error) error {
 		return usageError{err}
 	}
 	return err
+}
+
+// quoteKey quotes s for a terminal when it holds control characters or escape sequences, so
+// that a file name cannot inject text or colours; plain text comes back as it is.
+func quoteKey(s string) string {
+	for _, c := range s {
+		if c < ' ' && c != '\n' || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\uFFFD' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // command is one subcommand: its flags are defined on fs, and run does the work.

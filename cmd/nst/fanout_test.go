@@ -11,12 +11,14 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,13 +63,18 @@ func TestFanout(t *testing.T) {
 	t.Logf("built nst and set up the bucket in %v", time.Since(t0).Round(time.Millisecond))
 
 	// The plan: which items (pair IDs) each shard owns, and every output key.
-	plan := f.plan(t)
+	plan, items := f.plan(t, f.manifest)
 	owner := map[string]int{}
-	for _, it := range plan.Items {
+	for _, it := range items {
 		owner[it.ID] = it.Shard
 	}
-	if len(plan.Items) != 6 || plan.ShardCount != fanShards {
-		t.Fatalf("plan: %d items in %d shards, want 6 in %d", len(plan.Items), plan.ShardCount, fanShards)
+	if len(items) != 6 || plan.ShardCount != fanShards {
+		t.Fatalf("plan: %d items in %d shards, want 6 in %d", len(items), plan.ShardCount, fanShards)
+	}
+	for i, s := range plan.Shards {
+		if s.Items != 2 {
+			t.Fatalf("plan: shard %d has %d items, want 2 (the contents were chosen for it)", i, s.Items)
+		}
 	}
 
 	// Like the Job controller with parallelism == completions, shards 0 and 1 start together;
@@ -103,13 +110,13 @@ func TestFanout(t *testing.T) {
 	}
 	// Items of shard 1 already done (provenance written) when it was killed: the retry skips them.
 	doneAtKill := map[string]bool{}
-	for _, it := range plan.Items {
+	for _, it := range items {
 		if _, err := f.bucket.Attributes(t.Context(), it.Outputs.Provenance); err == nil && it.Shard == 1 {
 			doneAtKill[it.ID] = true
 		}
 	}
-	if _, err := f.bucket.Attributes(t.Context(), fanCkptPref+ckID+".ckpt"); err != nil {
-		t.Fatalf("checkpoint of the killed pair %s: %v (did the pair finish before the kill landed?)", ckID, err)
+	if f.readCheckpoint(t, ckID) == nil {
+		t.Fatalf("no checkpoint of the killed pair %s (did the pair finish before the kill landed?)", ckID)
 	}
 	s1b := f.start(t, 1) // the per-index retry
 
@@ -143,7 +150,7 @@ func TestFanout(t *testing.T) {
 	default:
 		t.Logf("shard 2: its checkpoint after SIGTERM is at step %d", last.Step)
 	}
-	if sum := f.summary(t, 2); !sum.Interrupted || sum.Stopped != "interrupted" || sum.Done+sum.Skipped == sum.Planned {
+	if sum := f.summary(t, 2); sum.Interrupted == 0 || sum.Stopped != "interrupted" || sum.Done+sum.Skipped == sum.Planned {
 		t.Errorf("shard 2's summary after SIGTERM: interrupted %v, stopped %q, %d done + %d skipped of %d", sum.Interrupted, sum.Stopped, sum.Done, sum.Skipped, sum.Planned)
 	}
 	f.checkWhole(t, "after SIGTERM")
@@ -179,12 +186,16 @@ func TestFanout(t *testing.T) {
 	}
 	t.Logf("watched %d object versions appear under final and checkpoint keys while the shards ran: all whole", seen)
 	// Shard 1's retry redid only what was not done.
-	for _, p := range f.summary(t, 1).Pairs {
-		if want := map[bool]pipeline.Status{true: pipeline.StatusSkipped, false: pipeline.StatusDone}[doneAtKill[p.ID]]; p.Status != want {
-			t.Errorf("shard 1's retry: pair %s %s, want %s (done before the kill: %v)", p.ID, p.Status, want, doneAtKill[p.ID])
+	sum1 := f.summary(t, 1)
+	for _, p := range f.pairLog(t, sum1) {
+		if p.Status != pipeline.StatusDone || doneAtKill[p.ID] {
+			t.Errorf("shard 1's retry: pair %s %s (done before the kill: %v)", p.ID, p.Status, doneAtKill[p.ID])
 		}
 	}
-	f.checkFinal(t, plan, map[string]int{ckID: ck.Step, ck2ID: ck2.Step})
+	if sum1.Skipped != len(doneAtKill) || sum1.Done != sum1.Planned-len(doneAtKill) {
+		t.Errorf("shard 1's retry: %d skipped, %d done of %d; %d were done before the kill", sum1.Skipped, sum1.Done, sum1.Planned, len(doneAtKill))
+	}
+	f.checkFinal(t, plan, items, map[string]int{ckID: ck.Step, ck2ID: ck2.Step})
 	t.Logf("fan-out done in %v", time.Since(t0).Round(time.Millisecond))
 }
 
@@ -257,14 +268,12 @@ func newFanout(t *testing.T) *fanout {
 	t.Cleanup(func() { b.Close() })
 	f.bucket = b
 
-	for i, name := range []string{"a", "b", "c"} {
-		f.put(t, "in/contents/"+name+".png", fanPNG(t, 64, 56, i+1))
-	}
 	for i, name := range []string{"s1", "s2"} {
 		f.put(t, "in/styles/"+name+".png", fanPNG(t, 64, 64, i+7))
 	}
 	dirURL := func(prefix string) string { return "s3://" + fanBucket + "/" + prefix + "?" + q }
-	m := fmt.Sprintf(`apiVersion: nst/v1
+	manifest := func(path, contents string) {
+		m := fmt.Sprintf(`apiVersion: nst/v1
 kind: StyleBatch
 metadata: {name: fanout}
 spec:
@@ -274,10 +283,49 @@ spec:
     styles: {url: %q}
   params: {size: 64, steps: %d, optimizer: adam}
   output: {url: %q}
-`, dirURL("in/contents/"), dirURL("in/styles/"), fanSteps, dirURL(fanOutPref))
-	if err := os.WriteFile(f.manifest, []byte(m), 0o644); err != nil {
-		t.Fatal(err)
+`, dirURL(contents), dirURL("in/styles/"), fanSteps, dirURL(fanOutPref))
+		if err := os.WriteFile(path, []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	// Shards own hash ranges of the items' output slots: pick three contents whose six items
+	// fall two in each shard, from a plan of candidates (plan reads no image).
+	cand := filepath.Join(dir, "candidates.yaml")
+	manifest(cand, "cand/")
+	for i := range 16 {
+		f.put(t, fmt.Sprintf("cand/c%02d.png", i), []byte("x"))
+	}
+	_, citems := f.plan(t, cand)
+	shardsOf := map[string][]int{}
+	for _, it := range citems {
+		shardsOf[it.Content] = append(shardsOf[it.Content], it.Shard)
+	}
+	names := slices.Sorted(maps.Keys(shardsOf))
+	var chosen []string
+pick:
+	for a := range names {
+		for b := a + 1; b < len(names); b++ {
+			for c := b + 1; c < len(names); c++ {
+				count := make([]int, fanShards)
+				for _, n := range []string{names[a], names[b], names[c]} {
+					for _, s := range shardsOf[n] {
+						count[s]++
+					}
+				}
+				if slices.Equal(count, []int{2, 2, 2}) {
+					chosen = []string{names[a], names[b], names[c]}
+					break pick
+				}
+			}
+		}
+	}
+	if chosen == nil {
+		t.Fatalf("no three of %v split 2/2/2 over the shards: %v", names, shardsOf)
+	}
+	for i, name := range chosen {
+		f.put(t, "in/contents/"+name, fanPNG(t, 64, 56, i+1))
+	}
+	manifest(f.manifest, "in/contents/")
 
 	// Whatever happens, no nst process outlives the test.
 	t.Cleanup(func() {
@@ -344,10 +392,11 @@ func (f *fanout) args(sub string) []string {
 	return []string{sub, "--manifest", f.manifest, "--run-id", fanRunID, "--log-format", "json"}
 }
 
-// plan runs nst plan --json.
-func (f *fanout) plan(t *testing.T) *pipeline.Plan {
+// plan runs nst plan --json --pairs --format jsonl on manifest: the items, one JSON object a
+// line, then the plan's totals.
+func (f *fanout) plan(t *testing.T, manifest string) (*pipeline.Plan, []pipeline.PlanItem) {
 	t.Helper()
-	cmd := exec.Command(f.bin, append(f.args("plan"), "--json")...)
+	cmd := exec.Command(f.bin, "plan", "--manifest", manifest, "--run-id", fanRunID, "--log-format", "json", "--json", "--pairs", "--format", "jsonl")
 	cmd.Env = f.env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -355,11 +404,26 @@ func (f *fanout) plan(t *testing.T) *pipeline.Plan {
 	if err != nil {
 		t.Fatalf("nst plan: %v\n%s", err, stderr.Bytes())
 	}
-	var p pipeline.Plan
-	if err := json.Unmarshal(out, &p); err != nil {
-		t.Fatalf("nst plan --json: %v\n%s", err, out)
+	dec := json.NewDecoder(bytes.NewReader(out))
+	var items []pipeline.PlanItem
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			t.Fatalf("nst plan: %v\n%s", err, out)
+		}
+		if !dec.More() {
+			var p pipeline.Plan
+			if err := json.Unmarshal(raw, &p); err != nil {
+				t.Fatalf("nst plan --json: %v\n%s", err, out)
+			}
+			return &p, items
+		}
+		var it pipeline.PlanItem
+		if err := json.Unmarshal(raw, &it); err != nil {
+			t.Fatalf("nst plan --pairs: %v\n%s", err, raw)
+		}
+		items = append(items, it)
 	}
-	return &p
 }
 
 // shard is one attempt of one index: an nst run process in its own process group.
@@ -530,7 +594,7 @@ func (f *fanout) waitCheckpoint(t *testing.T, s *shard, owner map[string]int, al
 			continue
 		}
 		for _, key := range f.list(t, fanCkptPref) {
-			id := strings.TrimSuffix(path.Base(key), ".ckpt")
+			id := ckptID(key)
 			if owner[id] != s.index || !strings.HasSuffix(key, ".ckpt") {
 				continue
 			}
@@ -545,10 +609,25 @@ func (f *fanout) waitCheckpoint(t *testing.T, s *shard, owner map[string]int, al
 	return "", nil
 }
 
+// ckptID is the item ID in a checkpoint's key, _checkpoints/<slot hash>.<item ID>.ckpt.
+func ckptID(key string) string {
+	name := strings.TrimSuffix(path.Base(key), ".ckpt")
+	return name[strings.LastIndexByte(name, '.')+1:]
+}
+
 // readCheckpoint reads and decodes item id's checkpoint; nil if there is none.
 func (f *fanout) readCheckpoint(t *testing.T, id string) *transfer.Checkpoint {
 	t.Helper()
-	data, err := f.bucket.ReadAll(t.Context(), fanCkptPref+id+".ckpt")
+	var key string
+	for _, k := range f.list(t, fanCkptPref) {
+		if ckptID(k) == id {
+			key = k
+		}
+	}
+	if key == "" {
+		return nil
+	}
+	data, err := f.bucket.ReadAll(t.Context(), key)
 	if err != nil {
 		return nil
 	}
@@ -588,7 +667,11 @@ func (f *fanout) watch(t *testing.T) (stop func() (int, []error)) {
 					continue // deleted meanwhile (a finished pair's checkpoint), or stopping
 				}
 				checked[version] = true
-				if strings.HasPrefix(rel, "_checkpoints/") {
+				if strings.HasPrefix(rel, "_index/") {
+					if !json.Valid(data) {
+						errs = append(errs, fmt.Errorf("%s: index marker %q", o.Key, data))
+					}
+				} else if strings.HasPrefix(rel, "_checkpoints/") {
 					var ck transfer.Checkpoint
 					if err := ck.UnmarshalBinary(data); err != nil {
 						errs = append(errs, fmt.Errorf("%s: %v", o.Key, err))
@@ -635,9 +718,16 @@ func (f *fanout) list(t *testing.T, prefix string) []string {
 	}
 }
 
+// summary reads the summary of shard i's latest attempt.
 func (f *fanout) summary(t *testing.T, i int) pipeline.Summary {
 	t.Helper()
-	key := fmt.Sprintf("%s_runs/%s/shard-%d-of-%d.json", fanOutPref, fanRunID, i, fanShards)
+	re := regexp.MustCompile(fmt.Sprintf(`^%s_runs/%s/shard-%d-of-%d\.[0-9TZ]+-[0-9a-f]+\.json$`, fanOutPref, fanRunID, i, fanShards))
+	var key string
+	for _, k := range f.list(t, fanOutPref+"_runs/") {
+		if re.MatchString(k) && k > key {
+			key = k
+		}
+	}
 	data, err := f.bucket.ReadAll(t.Context(), key)
 	if err != nil {
 		t.Fatalf("summary of shard %d: %v", i, err)
@@ -703,21 +793,36 @@ func checkOutput(key string, data []byte) error {
 // checkFinal checks the bucket after every shard exited 0: each planned output once and whole,
 // loss logs of every step, provenance matching the image's nst-id, the resumed items' provenance
 // saying so, the shards' summaries, and nothing else (no checkpoints).
-func (f *fanout) checkFinal(t *testing.T, plan *pipeline.Plan, resumed map[string]int) {
+func (f *fanout) checkFinal(t *testing.T, plan *pipeline.Plan, items []pipeline.PlanItem, resumed map[string]int) {
 	t.Helper()
 	ctx := t.Context()
 	seen := map[string]int{}
 	for _, key := range f.list(t, fanOutPref) {
 		seen[key]++
 	}
-	// Besides the items' outputs: the shards' summaries, and the contact sheets (pipeline's
-	// _report/, rebuilt by each shard).
+	// Besides the items' outputs: the shards' attempts' summaries and pair logs, the contact
+	// sheets, and one index marker per item.
 	want := map[string]bool{}
-	for i := range fanShards {
-		want[fmt.Sprintf("%s_runs/%s/shard-%d-of-%d.json", fanOutPref, fanRunID, i, fanShards)] = true
+	side := func(key string) bool {
+		return strings.HasPrefix(key, fanOutPref+"_report/") || strings.HasPrefix(key, fanOutPref+"_runs/"+fanRunID+"/shard-")
 	}
-	side := func(key string) bool { return strings.HasPrefix(key, fanOutPref+"_report/") }
-	for _, it := range plan.Items {
+	markers := map[string]int{}
+	for _, k := range f.list(t, fanOutPref+"_index/v1/") {
+		parts := strings.Split(path.Base(k), ".")
+		if len(parts) == 3 {
+			markers[parts[1]]++
+			want[k] = true
+		}
+	}
+	for _, it := range items {
+		if markers[it.ID] != 1 {
+			t.Errorf("item %s has %d index markers, want 1", it.ID, markers[it.ID])
+		}
+	}
+	if len(markers) != len(items) {
+		t.Errorf("index markers for %d items, want %d", len(markers), len(items))
+	}
+	for _, it := range items {
 		o := it.Outputs // bucket keys: the output URL's prefix included
 		if !strings.HasPrefix(o.Image, fanOutPref) {
 			t.Fatalf("plan: item %s image key %q is not under %s", it.ID, o.Image, fanOutPref)
@@ -790,8 +895,28 @@ func (f *fanout) checkFinal(t *testing.T, plan *pipeline.Plan, resumed map[strin
 	}
 	for i := range fanShards {
 		s := f.summary(t, i)
-		if s.Interrupted || s.Failed != 0 || s.Done+s.Skipped != s.Planned || s.Planned != plan.Shards[i].Items {
-			t.Errorf("shard %d's final summary: planned %d, done %d, skipped %d, failed %d, interrupted %v", i, s.Planned, s.Done, s.Skipped, s.Failed, s.Interrupted)
+		if s.Interrupted != 0 || s.Failed != 0 || s.Done+s.Skipped != s.Planned || s.Planned != plan.Shards[i].Items {
+			t.Errorf("shard %d's final summary: planned %d, done %d, skipped %d, failed %d, interrupted %d", i, s.Planned, s.Done, s.Skipped, s.Failed, s.Interrupted)
 		}
 	}
+}
+
+// pairLog reads a summary's pair log.
+func (f *fanout) pairLog(t *testing.T, s pipeline.Summary) []pipeline.SummaryPair {
+	t.Helper()
+	var out []pipeline.SummaryPair
+	for _, k := range s.PairLogs {
+		data, err := f.bucket.ReadAll(t.Context(), fanOutPref+k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(data)) {
+			var p pipeline.SummaryPair
+			if err := json.Unmarshal([]byte(line), &p); err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out
 }

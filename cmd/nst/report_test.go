@@ -36,8 +36,15 @@ func TestRunReportAndMetrics(t *testing.T) {
 		t.Errorf("pushed %q", pushed)
 	}
 	page, err := os.ReadFile(index)
-	if err != nil || strings.Count(string(page), `data-status="done"`) != 2 {
+	if err != nil || !strings.Contains(string(page), `data-total="done">2<`) {
 		t.Fatalf("sheet (%v):\n%s", err, page)
+	}
+	pages, _ := filepath.Glob(filepath.Join(filepath.Dir(index), "t3", "shard-0-of-1.*.00000.html"))
+	if len(pages) != 1 {
+		t.Fatalf("pages %v, want one", pages)
+	}
+	if rows, err := os.ReadFile(pages[0]); err != nil || strings.Count(string(rows), `data-status="done"`) != 2 {
+		t.Fatalf("page (%v):\n%s", err, rows)
 	}
 	if err := os.Remove(index); err != nil {
 		t.Fatal(err)

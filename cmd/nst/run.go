@@ -31,6 +31,7 @@ type batchFlags struct {
 	runID      string
 	ioJobs     int
 	force      bool
+	verify     bool
 }
 
 func (f *batchFlags) register(fs *pflag.FlagSet) {
@@ -38,14 +39,16 @@ func (f *batchFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.shardCount, "shard-count", 1, "number of shards the batch is split into (pods of an Indexed Job)")
 	fs.StringVar(&f.runID, "run-id", "", "run ID for summaries and provenance (default <metadata.name>-<manifest digest>-<UTC date>)")
 	fs.IntVar(&f.ioJobs, "io-jobs", 4, "concurrent downloads, and concurrent uploads")
-	fs.BoolVar(&f.force, "force", false, "redo pairs already done and overwrite outputs of other runs")
+	fs.BoolVar(&f.force, "force", false, "redo every pair, done or not, over whatever its output keys hold")
+	fs.BoolVar(&f.verify, "verify", false, "list the outputs and check each done pair's sizes and MD5s against the done index: damaged pairs are redone (run) or counted (plan); costs a request per 1000 output objects")
 }
 
 func (f *batchFlags) config() (pipeline.Config, error) {
 	if f.manifest == "" {
 		return pipeline.Config{}, usagef("--manifest is required")
 	}
-	return pipeline.Config{ManifestURL: f.manifest, ShardCount: f.shardCount, RunID: f.runID, IOJobs: f.ioJobs, Force: f.force, Version: version}, nil
+	return pipeline.Config{ManifestURL: f.manifest, ShardCount: f.shardCount, RunID: f.runID, IOJobs: f.ioJobs, Force: f.force,
+		Verify: f.verify, Version: version}, nil
 }
 
 // shardIndexFromEnv is the default of --shard-index: $JOB_COMPLETION_INDEX (Kubernetes Indexed
@@ -71,7 +74,7 @@ func runCommand() command {
 		inProcess, noReport                       bool
 		grace                                     time.Duration
 		device, cacheDir, metricsPush             string
-		memoryFormat                              string
+		memoryFormat, onConflict                  string
 	)
 	return command{
 		name:    "run",
@@ -86,6 +89,7 @@ func runCommand() command {
 			fs.IntVar(&gpuJobs, "gpu-jobs", 1, "pairs stylised at once (compute lanes)")
 			fs.IntVar(&batchSize, "batch-size", 1, "optimise up to N waiting same-size pairs of one preset in one forward/backward per lane (try 4 on a GPU)")
 			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x gpu-jobs)")
+			fs.StringVar(&onConflict, "on-conflict", "", "pairs whose outputs exist from another definition (weights, parameters, inputs): fail, replace (redo them) or keep (count them stale); default: the manifest's spec.output.onConflict, else fail")
 			fs.IntVar(&maxFailures, "max-failures", 0, "stop taking pairs once more than this many failed (0: no limit)")
 			fs.IntVar(&ckEvery, "checkpoint-every", 50, "write a resumable checkpoint every N steps (-1: only when interrupted)")
 			fs.DurationVar(&grace, "grace-period", 25*time.Second, "time allowed after SIGTERM for checkpoints, finished outputs and the summary")
@@ -114,7 +118,7 @@ func runCommand() command {
 					}
 				}
 				cfg.ShardIndex, cfg.GPUJobs, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, gpuJobs, maxInFlight, maxFailures
-				cfg.BatchSize = batchSize
+				cfg.BatchSize, cfg.OnConflict = batchSize, onConflict
 				cfg.CheckpointEvery, cfg.GracePeriod, cfg.CacheDir, cfg.Logger = ckEvery, grace, cacheDir, e.logger
 				if grace == 0 {
 					cfg.GracePeriod = time.Nanosecond
@@ -150,13 +154,14 @@ func runCommand() command {
 					return pool, pool.Close, nil
 				}
 				prog := newPairProgress(e)
-				cfg.Progress = prog
+				durations := metrics.NewDurations(prog)
+				cfg.Progress = durations
 				rep, err := pipeline.Run(ctx, cfg)
 				prog.finish()
 				if metricsPush != "" && rep != nil {
 					// After cancellation too: the grace period is for this and the summary.
 					pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(cfg.GracePeriod, 10*time.Second)+time.Second)
-					if perr := metrics.Push(pctx, metricsPush, rep); perr != nil {
+					if perr := metrics.Push(pctx, metricsPush, rep, durations); perr != nil {
 						e.logger.Warn("metrics not pushed", "err", perr)
 					}
 					cancel()
@@ -165,10 +170,13 @@ func runCommand() command {
 					return batchErr(err)
 				}
 				if rep != nil {
-					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d failed, %d interrupted; summary %s\n",
-						rep.RunID, rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Failed, rep.Interrupted, rep.SummaryKey)
+					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d stale, %d failed, %d interrupted\n",
+						rep.RunID, rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Stale, rep.Failed, rep.Interrupted)
+					if rep.SummaryKey != "" {
+						fmt.Fprintf(e.stdout, "summary %s\n", quoteKey(rep.SummaryKey))
+					}
 					if rep.SheetKey != "" {
-						fmt.Fprintf(e.stdout, "contact sheet %s\n", rep.SheetKey)
+						fmt.Fprintf(e.stdout, "contact sheet %s\n", quoteKey(rep.SheetKey))
 					}
 				}
 				if err != nil {
@@ -176,10 +184,8 @@ func runCommand() command {
 				}
 				if !rep.OK() {
 					var causes []string
-					for _, r := range rep.Results {
-						if r.Status == pipeline.StatusFailed && len(causes) < 3 {
-							causes = append(causes, r.Err.Error())
-						}
+					for _, r := range rep.Failures[:min(3, len(rep.Failures))] {
+						causes = append(causes, quoteKey(r.Err.Error()))
 					}
 					msg := fmt.Sprintf("%d of %d pairs failed", rep.Failed, rep.Planned)
 					if rep.Stopped != "" {

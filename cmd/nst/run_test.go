@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -75,9 +76,9 @@ func TestRunEndToEnd(t *testing.T) {
 	if code != exitOK || !strings.Contains(stdout, "2 done") {
 		t.Fatalf("run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
-	for _, k := range []string{"default/a__s.png", "default/a__s.loss.jsonl", "default/b__s.json", "_runs/t1/shard-0-of-1.json"} {
-		if _, err := os.Stat(filepath.Join(filepath.Dir(man), "out", k)); err != nil {
-			t.Error(err)
+	for _, k := range []string{"default/a__s.png", "default/a__s.loss.jsonl", "default/b__s.json", "_runs/t1/shard-0-of-1.*.json"} {
+		if m, err := filepath.Glob(filepath.Join(filepath.Dir(man), "out", k)); err != nil || len(m) != 1 {
+			t.Errorf("%s: %v %v", k, m, err)
 		}
 	}
 	code, stdout, stderr = runArgs(t, nil, "run", "--manifest", man, "--device", "cpu", "--run-id", "t1")
@@ -85,7 +86,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatalf("re-run: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	code, stdout, _ = runArgs(t, nil, "plan", "--manifest", man)
-	if code != exitOK || !strings.Contains(stdout, "2 pairs in 1 shards, 2 done") {
+	if code != exitOK || !strings.Contains(stdout, "2 pairs in 1 shards: 2 done") {
 		t.Errorf("plan: %d %s", code, stdout)
 	}
 }
@@ -96,7 +97,7 @@ func TestShardDefaults(t *testing.T) {
 	man := demoManifest(t)
 	t.Setenv("JOB_COMPLETION_INDEX", "1")
 	code, stdout, stderr := runArgs(t, map[string]string{"NST_SHARD_COUNT": "2"}, "run", "--manifest", man, "--device", "cpu", "--run-id", "t2")
-	if code != exitOK || !strings.Contains(stdout, "shard 1/2: 1 pairs: 1 done") {
+	if m := regexp.MustCompile(`shard 1/2: (\d) pairs: (\d) done`).FindStringSubmatch(stdout); code != exitOK || m == nil || m[1] != m[2] {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	t.Setenv("JOB_COMPLETION_INDEX", "5")
