@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sourcegraph/conc/pool"
 
@@ -257,8 +258,13 @@ var errStop = errors.New("stop")
 // listedObject makes an input object of a listed (or probed) storage object.
 func listedObject(rel string, o storage.Object) object {
 	ob := object{key: rel, size: o.Size, version: objectVersion(o)}
-	if err := checkRelKey(rel); err != nil {
-		ob.err = fmt.Errorf("key %q %v", rel, err)
+	switch {
+	case !utf8.ValidString(rel):
+		ob.err = fmt.Errorf("key %q is not valid UTF-8", rel)
+	default:
+		if err := checkRelKey(rel); err != nil {
+			ob.err = fmt.Errorf("key %q %v", rel, err)
+		}
 	}
 	return ob
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -32,11 +33,39 @@ type doneSet struct {
 // indexPrefixes, ioJobs at a time.
 func readIndex(ctx context.Context, out source, lo, hi uint64, ioJobs int) (*doneSet, error) {
 	var (
-		mu sync.Mutex
-		d  doneSet
+		mu    sync.Mutex
+		d     doneSet
+		total float64 // the markers in the whole index, estimated
 	)
+	if lo != 0 || hi != math.MaxUint64 {
+		// A first page tells how dense the index is: its last marker's slot hash says what
+		// share of the hash space its markers cover. A small index ends within it.
+		var probe []marker
+		err := out.bucket.List(ctx, out.prefix+indexDir, func(o storage.Object) error {
+			if m, ok := parseMarker(strings.TrimPrefix(o.Key, out.prefix+indexDir)); ok {
+				probe = append(probe, m)
+			}
+			if len(probe) == probeMarkers {
+				return errStop
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			for _, m := range probe {
+				if m.slot >= lo && m.slot <= hi {
+					d.m = append(d.m, m)
+				}
+			}
+			d.sort()
+			return &d, nil
+		case !errors.Is(err, errStop):
+			return nil, fmt.Errorf("read the done index: %w", err)
+		}
+		total = probeMarkers * (1 << 64) / (float64(probe[len(probe)-1].slot) + 1)
+	}
 	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(ioJobs)
-	for _, pre := range indexPrefixes(lo, hi) {
+	for _, pre := range indexPrefixes(lo, hi, total) {
 		p.Go(func(ctx context.Context) error {
 			var ms []marker
 			err := out.bucket.List(ctx, out.prefix+indexDir+pre, func(o storage.Object) error {
@@ -58,9 +87,16 @@ func readIndex(ctx context.Context, out source, lo, hi uint64, ioJobs int) (*don
 	if err := p.Wait(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(d.m, func(a, b marker) int { return cmp.Or(cmp.Compare(a.slot, b.slot), cmp.Compare(a.id, b.id)) })
-	d.m = slices.Clip(d.m)
+	d.sort()
 	return &d, nil
+}
+
+// probeMarkers is how many markers readIndex reads to judge the index's size.
+const probeMarkers = 1000
+
+func (d *doneSet) sort() {
+	slices.SortFunc(d.m, func(a, b marker) int { return cmp.Or(cmp.Compare(a.slot, b.slot), cmp.Compare(a.id, b.id)) })
+	d.m = slices.Clone(d.m) // exactly as long: the appends left up to twice the room
 }
 
 // lookup returns the positions of slot h's markers.

@@ -151,7 +151,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 	if err := r.journal.finish(); err != nil {
 		r.log.Warn("shard summary not written", "err", err)
-		if runErr == nil {
+		if runErr == nil && rep.Stopped != "interrupted" { // interrupted says more, and exits 130
 			runErr = err
 		}
 	}
@@ -857,9 +857,9 @@ func (r *runner) upload(l *loaded, c computed) {
 }
 
 // put writes one output: WriteOnce; an object already there is replaced when it carries this
-// item's ID (an earlier attempt), or another item ID and the slot may be replaced (stale under
-// OnConflict replace, Force); else it is a conflict. An object without an ID was not written by
-// nst: only Force replaces it.
+// item's ID (an earlier attempt), or when the slot is stale (OnConflict replace) or damaged;
+// Force writes over anything. Else it is a conflict: outputs of another definition, or an
+// object nst did not write.
 func (r *runner) put(ctx context.Context, it *item, key string, data []byte, contentType string) error {
 	opts := storage.WriteOptions{ContentType: contentType, Metadata: map[string]string{metaID: it.pair.ID}}
 	out := r.b.out.bucket
@@ -881,11 +881,10 @@ func (r *runner) put(ctx context.Context, it *item, key string, data []byte, con
 	if err != nil {
 		return fail(err)
 	}
-	other := obj.Metadata[metaID]
-	switch {
-	case other == it.pair.ID:
-	case other != "" && (it.state == slotStale || it.state == slotDamaged):
-	default:
+	// A slot with an index marker is nst's: whatever is at its keys (of another ID, or
+	// without one: damage) may be replaced when the slot is stale or damaged. Without a marker,
+	// only leftovers of this very item are.
+	if other := obj.Metadata[metaID]; other != it.pair.ID && it.state != slotStale && it.state != slotDamaged {
 		return fail(conflictError(key, other))
 	}
 	if err := out.Write(ctx, key, data, opts); err != nil {

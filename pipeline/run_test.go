@@ -420,3 +420,99 @@ spec:
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
 }
+
+// TestInterruptedAttempts: a re-run with the same run ID writes its own summary beside the
+// interrupted attempt's, which stays; a checkpoint of an item whose definition changed since is
+// deleted when its slot runs again; with no grace period left for it, no summary key is
+// reported that was not written.
+func TestInterruptedAttempts(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	put(t, in, "contents/a.png", pngBytes(t, testImage(20, 14, 1)))
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	text := strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""), "steps: 4", "steps: 40", 1)
+	interrupt := func(man string, grace time.Duration) *Report {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		cfg := e.config(man)
+		cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+		cfg.GPUJobs, cfg.CheckpointEvery, cfg.GracePeriod = 1, 5, grace
+		cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
+			if step == 12 {
+				cancel()
+			}
+		}}
+		rep, err := Run(ctx, cfg)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("interrupted run: %v", err)
+		}
+		return rep
+	}
+	out := e.bucket(t, e.out)
+	first := interrupt(writeManifest(t, text), 5*time.Second)
+	ckpts := keysUnder(t, out, "r/_checkpoints/")
+	if first.SummaryKey == "" || len(ckpts) == 0 {
+		t.Fatalf("first attempt: summary %q, checkpoints %v", first.SummaryKey, ckpts)
+	}
+	// The soft preset's weights change: its checkpoint can never be resumed.
+	changed := writeManifest(t, strings.Replace(text, "styleWeight: 10}", "styleWeight: 11}", 1))
+	rep, err := Run(t.Context(), e.config(changed))
+	if err != nil || rep.Done != 2 || rep.SummaryKey == first.SummaryKey {
+		t.Fatalf("re-run: %v %+v", err, rep)
+	}
+	if s := readSummary(t, out, first.SummaryKey); s.Stopped != "interrupted" {
+		t.Errorf("the interrupted attempt's summary was replaced: %+v", s)
+	}
+	if left := keysUnder(t, out, "r/_checkpoints/"); len(left) != 0 {
+		t.Errorf("checkpoints left: %v (before: %v)", left, ckpts)
+	}
+	// No grace period: the summary cannot be written, and its key is not reported.
+	again := writeManifest(t, strings.Replace(text, "mem://out/r/", "mem://out/r2/", 1))
+	if rep := interrupt(again, time.Nanosecond); rep.SummaryKey != "" || len(keysUnder(t, out, "r2/_runs/")) != 0 {
+		t.Errorf("grace 1ns: summary key %q, summaries %v", rep.SummaryKey, keysUnder(t, out, "r2/_runs/"))
+	}
+}
+
+// TestOddKeys: an input key that would escape the output prefix fails only its own items
+// (naming the key, quoted); a zero-byte "directory" object is no input; a key with control
+// characters runs, and is quoted wherever nst prints it. (gocloud refuses keys that are not
+// UTF-8; storage's file:// listing reports such names, see storage's tests.)
+func TestOddKeys(t *testing.T) {
+	e := memEnv()
+	in := e.bucket(t, e.in)
+	img := pngBytes(t, testImage(20, 20, 1))
+	for _, k := range []string{"good.png", "x/../../evil.png", "ctl\x1b[31mred.png"} {
+		put(t, in, "contents/"+k, img)
+	}
+	put(t, in, "contents/sub/", nil)
+	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
+	man := writeManifest(t, strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""),
+		"  presets:\n    - {name: soft, styleWeight: 10}\n    - {name: bold, styleWeight: 1000}\n", "", 1))
+	rep, res, err := runResults(t.Context(), e.config(man))
+	if err != nil || rep.Planned != 3 || rep.Done != 2 || rep.Failed != 1 {
+		t.Fatalf("%v: planned %d done %d failed %d", err, rep.Planned, rep.Done, rep.Failed)
+	}
+	for _, r := range res {
+		var pe *PairError
+		switch r.Content {
+		case "good.png", "ctl\x1b[31mred.png":
+			if r.Status != StatusDone {
+				t.Errorf("%q: %s %v", r.Content, r.Status, r.Err)
+			}
+		case "x/../../evil.png":
+			if !errors.As(r.Err, &pe) || pe.Op != OpCheck || !strings.Contains(r.Err.Error(), `"x/../../evil.png" has a ".." path segment`) {
+				t.Errorf("%q: %v", r.Content, r.Err)
+			}
+		default:
+			t.Errorf("unexpected item %q", r.Content)
+		}
+	}
+	if q := quote("ctl\x1b[31mred.png"); q != `"ctl\x1b[31mred.png"` {
+		t.Errorf("quote: %s", q)
+	}
+	for _, k := range keysUnder(t, e.bucket(t, e.out), "r/") {
+		if strings.Contains(k, "evil") || strings.Contains(k, "..") {
+			t.Errorf("wrote %q", k)
+		}
+	}
+}

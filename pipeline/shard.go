@@ -78,7 +78,7 @@ func scanShard(ctx context.Context, b *batch, i, n int) (*shardScan, error) {
 		return nil, err
 	}
 	slices.Sort(s.hashes)
-	s.hashes = slices.Clip(s.hashes)
+	s.hashes = slices.Clone(s.hashes) // exactly as long: the appends left up to twice the room
 	for k := 1; k < len(s.hashes); k++ {
 		if s.hashes[k] == s.hashes[k-1] {
 			s.collided[s.hashes[k]] = struct{}{}

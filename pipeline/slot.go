@@ -131,22 +131,30 @@ func parseID(id string) uint64 {
 }
 
 // indexPrefixes returns the key prefixes (relative to indexDir) to list for the markers of
-// the slot hashes lo..hi: all of them ("") for the whole space, else the hex prefixes of a
-// depth at which the range spans at least 4 of them, so that at most about half of one
-// prefix's markers on each end are listed in vain.
-func indexPrefixes(lo, hi uint64) []string {
+// the slot hashes lo..hi when the whole index holds about total markers: all of them ("")
+// for the whole space, else the hex prefixes of the depth that makes the fewest requests,
+// counting a request per prefix (plus half a page for its last, partial one) and a request per
+// 1000 markers listed, those outside the range at its two ends included.
+func indexPrefixes(lo, hi uint64, total float64) []string {
 	if lo == 0 && hi == math.MaxUint64 {
 		return []string{""}
 	}
-	span := hi - lo
-	depth := 1
-	for depth < 16 && span>>(64-4*depth) < 4 {
-		depth++
+	best, bestCost := 0, total/1000+1
+	for d := 1; d <= 8; d++ {
+		shift := 64 - 4*d
+		n := float64(hi>>shift-lo>>shift) + 1
+		listed := total * n / float64(uint64(1)<<(4*d)) // the prefixes' share of the markers
+		if cost := 1.5*n + listed/1000; cost < bestCost {
+			best, bestCost = d, cost
+		}
 	}
-	shift := 64 - 4*depth
+	if best == 0 {
+		return []string{""}
+	}
+	shift := 64 - 4*best
 	var out []string
 	for p := lo >> shift; ; p++ {
-		out = append(out, fmt.Sprintf("%0*x", depth, p))
+		out = append(out, fmt.Sprintf("%0*x", best, p))
 		if p == hi>>shift {
 			break
 		}

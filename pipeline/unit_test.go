@@ -158,7 +158,7 @@ func TestShardPartition(t *testing.T) {
 				t.Errorf("n=%d shard %d: %x is not shard %d's", n, i, hi+1, i+1)
 			}
 			prev = hi
-			for _, p := range indexPrefixes(lo, hi) {
+			for _, p := range indexPrefixes(lo, hi, 1e7) {
 				if p == "" {
 					continue
 				}
