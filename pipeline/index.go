@@ -114,22 +114,27 @@ func (d *doneSet) lookup(h uint64) (first, end int) {
 // IDs, returned) or new (no marker).
 func (d *doneSet) state(h uint64, id uint64) (st indexState, others []marker) {
 	first, end := d.lookup(h)
-	st = indexNew
+	mine, intact := false, false
 	for i := first; i < end; i++ {
 		m := d.m[i]
 		if m.id != id {
 			others = append(others, m)
 			continue
 		}
-		st = indexDone
-		if d.verify && !d.intact(i) {
-			st = indexDamaged
-		}
+		// Two runs at once can leave two markers of one ID (their provenances differ in
+		// their times): one whose outputs are intact is enough.
+		mine = true
+		intact = intact || !d.verify || d.intact(i)
 	}
-	if st == indexNew && len(others) > 0 {
-		st = indexStale
+	switch {
+	case mine && intact:
+		return indexDone, others
+	case mine:
+		return indexDamaged, others
+	case len(others) > 0:
+		return indexStale, others
 	}
-	return st, others
+	return indexNew, nil
 }
 
 type indexState int
