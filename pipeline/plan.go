@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 )
 
 // Plan is a dry run of a batch: per shard, how many items are done, stale, new or refused, and
@@ -43,6 +44,9 @@ const (
 // PlanItem is one item of a Plan.
 type PlanItem struct {
 	Pair
+	// Slot is the hash of the item's output slot, 16 hex digits: it decides the shard and
+	// names the item's index marker (_index/v1/<slot>.<ID>.*) and checkpoint.
+	Slot    string     `json:"slot"`
 	Shard   int        `json:"shard"`
 	State   string     `json:"state"`
 	Cause   string     `json:"cause,omitempty"` // why a refused item cannot run
@@ -113,7 +117,7 @@ func PlanBatch(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error)
 			return nil // appeared since the first pass
 		}
 		it := si.item
-		pi := PlanItem{Pair: it.pair, Shard: shardOf(si.slot, cfg.ShardCount), Outputs: it.keys, Work: work(*it.params)}
+		pi := PlanItem{Pair: it.pair, Slot: fmt.Sprintf("%016x", si.slot), Shard: shardOf(si.slot, cfg.ShardCount), Outputs: it.keys, Work: work(*it.params)}
 		_, collided := scan.collided[si.slot]
 		switch {
 		case si.err != nil:
