@@ -15,6 +15,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/manifests"
+	"github.com/nst-project/nst/report"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 )
@@ -99,6 +100,10 @@ type Config struct {
 
 	// Version is the nst version recorded in provenance.
 	Version string
+
+	// segment is how many items a pair log segment and a sheet page hold; 0 means
+	// report.PageSize. Tests set it lower to see pages without a thousand items.
+	segment int
 }
 
 // EngineSpec is what NewEngine needs to open an engine for a manifest's model.
@@ -204,6 +209,9 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.segment <= 0 || c.segment > report.PageSize {
+		c.segment = report.PageSize
 	}
 	if c.Progress == nil {
 		c.Progress = NoProgress{}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,13 +112,11 @@ func TestOnConflict(t *testing.T) {
 	cfg := e.config(man)
 	cfg.OnConflict, cfg.GPUJobs = manifests.ConflictReplace, 1
 	cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: 5 * time.Millisecond})
-	done := 0
+	var done atomic.Int64
 	cfg.Progress = progressFunc(func(r PairResult) {
 		count(r)
-		if r.Status == StatusDone {
-			if done++; done == 5 {
-				cancel()
-			}
+		if r.Status == StatusDone && done.Add(1) == 5 {
+			cancel()
 		}
 	})
 	rep, err := Run(ctx, cfg)

@@ -87,7 +87,7 @@ func (j *journal) add(pr PairResult) {
 		j.computeS += pr.Duration.Seconds()
 	}
 	j.n++
-	if j.n < report.PageSize {
+	if j.n < j.r.cfg.segment {
 		j.mu.Unlock()
 		return
 	}

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nst-project/nst/report"
 	"github.com/nst-project/nst/transfer"
 )
 
@@ -172,13 +171,14 @@ func TestContactSheetHTML(t *testing.T) {
 	}
 }
 
-// TestContactSheetPages: a run of 1001 items writes 3 pages of at most report.PageSize rows,
-// linked in order; a run without Config.Report writes none, and WriteReport makes them (and the
-// thumbnails) from its pair log afterwards.
+// TestContactSheetPages: a run of 11 items in segments of 5 (report.PageSize in use) writes 3
+// pages of at most a segment each, linked in order, and 3 pair log files; a run without
+// Config.Report writes none, and WriteReport makes them (and the thumbnails) from its pair log
+// afterwards.
 func TestContactSheetPages(t *testing.T) {
 	e := memEnv()
 	in := e.bucket(t, e.in)
-	const n = 1001
+	const n, seg = 11, 5
 	for i := range n {
 		put(t, in, fmt.Sprintf("contents/c%04d.png", i), pngBytes(t, testImage(16, 16, i%7)))
 	}
@@ -188,7 +188,7 @@ func TestContactSheetPages(t *testing.T) {
 			"  presets:\n    - {name: soft, styleWeight: 10}\n    - {name: bold, styleWeight: 1000}\n", "", 1))
 		cfg := e.config(man)
 		cfg.RunID = fmt.Sprintf("pages-%v", withReport)
-		cfg.Report = withReport
+		cfg.Report, cfg.segment = withReport, seg
 		rep, err := Run(t.Context(), cfg)
 		if err != nil || rep.Done != n {
 			t.Fatalf("run: %v, %+v", err, rep)
@@ -213,7 +213,7 @@ func TestContactSheetPages(t *testing.T) {
 			html := string(data)
 			r := strings.Count(html, `<tr class="pair done"`)
 			rows += r
-			if r > report.PageSize || (k < 2 && r != report.PageSize) {
+			if r > seg || (k < 2 && r != seg) {
 				t.Errorf("page %d: %d rows", k, r)
 			}
 			if hasPrev, hasNext := strings.Contains(html, `id="prev"`), strings.Contains(html, `id="next"`); hasPrev != (k > 0) || hasNext != (k < 2) {
