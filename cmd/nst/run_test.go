@@ -144,3 +144,42 @@ func TestRunBatched(t *testing.T) {
 		t.Errorf("provenance engine memory format %q (%v), want channels-last", prov.Engine.MemoryFormat, err)
 	}
 }
+
+// TestPlanOutput: nst plan prints totals per shard, not the pairs; --pairs streams them as a
+// table or as JSON Lines (one object a pair, nothing else on stdout); a bad --format, a bad
+// --on-conflict or a --shard-index outside the count is a usage error.
+func TestPlanOutput(t *testing.T) {
+	man := demoManifest(t)
+	code, stdout, stderr := runArgs(t, nil, "plan", "--manifest", man, "--shard-count", "3")
+	if code != exitOK || !strings.Contains(stdout, "2 pairs in 3 shards: 0 done, 0 stale, 2 new, 0 refused") || strings.Contains(stdout, "a.png") ||
+		strings.Count(stdout, "\n") != 5 {
+		t.Fatalf("plan: %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runArgs(t, nil, "plan", "--manifest", man, "--pairs")
+	if code != exitOK || !strings.Contains(stdout, "a.png") || !strings.Contains(stdout, "default/b__s.png") || !strings.Contains(stdout, "2 new") {
+		t.Errorf("plan --pairs: %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runArgs(t, nil, "plan", "--manifest", man, "--pairs", "--format", "jsonl", "--shard-count", "2", "--shard-index", "1")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	for _, l := range lines {
+		var it struct {
+			ID, Content, State, Slot string
+			Shard                    int
+		}
+		if err := json.Unmarshal([]byte(l), &it); err != nil || it.ID == "" || it.State != "new" || it.Shard != 1 || len(it.Slot) != 16 {
+			t.Errorf("jsonl line %q: %+v %v", l, it, err)
+		}
+	}
+	if code != exitOK {
+		t.Errorf("plan --pairs --format jsonl: %d", code)
+	}
+	for _, args := range [][]string{
+		{"plan", "--manifest", man, "--format", "xml"},
+		{"plan", "--manifest", man, "--shard-count", "2", "--shard-index", "2"},
+		{"run", "--manifest", man, "--on-conflict", "overwrite"},
+	} {
+		if code, _, stderr := runArgs(t, nil, args...); code != exitUsage {
+			t.Errorf("%q: exit %d %s", args, code, stderr)
+		}
+	}
+}
