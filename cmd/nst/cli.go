@@ -195,6 +195,9 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		return exitUsage
 	}
 	err = do(ctx, &env{args: fs.Args(), stdout: stdout, stderr: stderr, logger: logger, tty: tty, quiet: common.quiet})
+	if (cmd.name == "run" || cmd.name == "plan" || cmd.name == "report") && !errors.Is(err, errUsage) {
+		logResources(logger, cmd.name)
+	}
 	return exitCode(ctx, stderr, cmd.name, err)
 }
 
