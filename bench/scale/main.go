@@ -63,6 +63,7 @@ func main() {
 	sizes := flag.String("pairs", "100000,1000000", "catalogue sizes in pairs (multiples of 10)")
 	replacePairs := flag.Int("replace-pairs", 5000, "(e): pairs each replace attempt redoes before it is stopped")
 	newContents := flag.Int("new-contents", 1000, "(d): contents added before the re-run")
+	nstBin := flag.String("nst", "bin/nst", "the nst binary, for (a) as users run it (\"\": skip that row)")
 	flag.Parse()
 	log.SetFlags(0)
 	// Fake static credentials for the emulator, no config files, no instance metadata; the
@@ -78,7 +79,7 @@ func main() {
 		if err != nil || n%10 != 0 || n <= 0 {
 			log.Fatalf("-pairs: %q is not a positive multiple of 10", f)
 		}
-		r, err := measure(n, *newContents, *replacePairs)
+		r, err := measure(n, *newContents, *replacePairs, *nstBin)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -182,7 +183,7 @@ spec:
 }
 
 // measure runs the five phases over a catalogue of n pairs.
-func measure(n, newContents, replacePairs int) ([]row, error) {
+func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
 	e, err := newEmulator()
 	if err != nil {
 		return nil, err
@@ -238,7 +239,17 @@ func measure(n, newContents, replacePairs int) ([]row, error) {
 	if seeded != n {
 		return nil, fmt.Errorf("seeded %d markers for %d pairs", seeded, n)
 	}
-	for _, p := range []struct{ name, mode string }{{"(a) nst plan", "plan"}, {"(c) no-op re-run", "run"}} {
+	if nstBin != "" {
+		e.take()
+		r, err := runNST(nstBin, "plan", "--manifest", man, "--json", "--log-format", "json")
+		if err != nil {
+			return nil, err
+		}
+		r.pairs, r.phase, r.verbs = n, "(a) nst plan, the binary", e.take()
+		log.Printf("%d pairs, %s: %v, %d KiB, %v; %s", n, r.phase, r.wall.Round(time.Millisecond), r.rssKiB, r.verbs, r.outcome)
+		rows = append(rows, r)
+	}
+	for _, p := range []struct{ name, mode string }{{"(a) plan", "plan"}, {"(c) no-op re-run", "run"}} {
 		r, _, err := phase(p.name, p.mode, man)
 		if err != nil {
 			return nil, err
@@ -291,6 +302,33 @@ type childResult struct {
 	// as Go starts them, counts the parent's RSS at the fork, which here holds the emulator.
 	PeakKiB int64
 	IDs     []string `json:",omitempty"`
+}
+
+// runNST runs the nst binary and reads its peak RSS from its last log line ("resources").
+func runNST(bin string, args ...string) (row, error) {
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := row{wall: time.Since(start)}
+	if err != nil {
+		return r, fmt.Errorf("%s %v: %w\n%s", bin, args, err, errb.Bytes())
+	}
+	for _, l := range strings.Split(errb.String(), "\n") {
+		var m struct {
+			Msg  string  `json:"msg"`
+			Peak float64 `json:"peak_rss_mib"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Msg == "resources" {
+			r.rssKiB = int64(m.Peak * 1024)
+		}
+	}
+	var p pipeline.Plan
+	if err := json.Unmarshal(out.Bytes(), &p); err == nil {
+		r.outcome = fmt.Sprintf("%d pairs: %d done, %d stale, %d new", p.Total.Items, p.Total.Done, p.Total.Stale, p.Total.New)
+	}
+	return r, nil
 }
 
 // runChild runs this program in child mode and returns its wall time, peak RSS and result.
