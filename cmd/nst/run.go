@@ -165,11 +165,7 @@ func runCommand() command {
 					return batchErr(err)
 				}
 				if rep != nil {
-					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d failed, %d interrupted; summary %s\n",
-						rep.RunID, rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Failed, rep.Interrupted, rep.SummaryKey)
-					if rep.SheetKey != "" {
-						fmt.Fprintf(e.stdout, "contact sheet %s\n", rep.SheetKey)
-					}
+					fmt.Fprint(e.stdout, reportLines(rep))
 				}
 				if err != nil {
 					return err
@@ -178,7 +174,7 @@ func runCommand() command {
 					var causes []string
 					for _, r := range rep.Results {
 						if r.Status == pipeline.StatusFailed && len(causes) < 3 {
-							causes = append(causes, r.Err.Error())
+							causes = append(causes, printable(r.Err.Error(), false))
 						}
 					}
 					msg := fmt.Sprintf("%d of %d pairs failed", rep.Failed, rep.Planned)
@@ -191,6 +187,23 @@ func runCommand() command {
 			}
 		},
 	}
+}
+
+// reportLines is what nst run prints on stdout about a run: the counts, and the keys of the
+// summary and the contact sheet where they were written (the pipeline leaves a key empty when
+// its object could not be written: a key printed is a key that exists).
+func reportLines(rep *pipeline.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d failed, %d interrupted",
+		quoteKey(rep.RunID), rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Failed, rep.Interrupted)
+	if rep.SummaryKey != "" {
+		fmt.Fprintf(&b, "; summary %s", quoteKey(rep.SummaryKey))
+	}
+	b.WriteString("\n")
+	if rep.SheetKey != "" {
+		fmt.Fprintf(&b, "contact sheet %s\n", quoteKey(rep.SheetKey))
+	}
+	return b.String()
 }
 
 // pairProgress shows a run's progress: a bar of pairs (with the steps of the running ones)
