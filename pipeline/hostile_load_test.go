@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +94,7 @@ func TestManifestFileBounded(t *testing.T) {
 	fifo(t, filepath.Join(root, "fifo.yaml"))
 	fifo(t, filepath.Join(root, "presets.yaml"))
 	withPresets := filepath.Join(root, "batch.yaml")
-	text := fmt.Sprintf(`apiVersion: nst/v1
+	text := `apiVersion: nst/v1
 kind: StyleBatch
 metadata: {name: hostile}
 spec:
@@ -103,7 +102,7 @@ spec:
   inputs: {contents: {url: "file://./in/contents/"}, styles: {url: "file://./in/styles/"}}
   presetsFrom: file://./presets.yaml
   output: {url: "file://./out/?create_dir=true"}
-`)
+`
 	if err := os.WriteFile(withPresets, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
