@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,8 +44,9 @@ type Object struct {
 	// metadata keys.
 	ContentType string
 	Metadata    map[string]string
-	// Err is set by List, on buckets opened from file:// URLs, for an entry that cannot be
-	// read safely: a FIFO, socket or device (ErrNotRegular), a symlink to a directory
+	// Err is set by List for an entry that cannot be read safely. On S3 and GCS: a stored
+	// key holding gocloud's escape sequences, which the driver would read as another key
+	// (ErrKeyName; Key is the key as stored). On buckets opened from file:// URLs: a FIFO, socket or device (ErrNotRegular), a symlink to a directory
 	// (ErrNotRegular: not followed) or out of the bucket's directory (ErrOutsideBucket), an
 	// attributes sidecar that is not a regular file, or a name that the file store cannot map
 	// back to the same key (ErrKeyName: escape sequences "__0x<hex>__", control characters,
@@ -176,7 +178,11 @@ func (b *Bucket) Close() error {
 //
 // On S3, GCS and mem, List reads pages of Options.PageSize keys, each retried
 // on its own, and holds one page at a time; it skips a key repeated across a
-// page boundary and fails if the backend goes back in the order. On buckets
+// page boundary and fails if the backend goes back in the order. A stored key
+// that the driver unescapes (S3 and GCS keys holding gocloud's escape
+// sequences "__0x<hex>__", such as "x__0x2f__y.png", which s3blob would list
+// as "x/y.png", beside a real "x/y.png") is listed under the stored key with
+// Object.Err (ErrKeyName), never as another key. On buckets
 // opened from file:// URLs (see Open) it walks the directory itself, each
 // directory once, holding one directory's entries per level; it skips
 // fileblob's attribute sidecars (".attrs") and temporary files
@@ -219,18 +225,33 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error)
 		if err != nil {
 			return wrap("list", prefix, err)
 		}
+		objs := make([]Object, 0, len(page))
 		for _, o := range page {
 			if o.IsDir || strings.HasSuffix(o.Key, "/") {
 				continue
 			}
-			if started && o.Key <= last {
-				if o.Key == last {
+			obj := Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime, MD5: o.MD5}
+			var raw string
+			raw, obj.ETag = listedAs(o)
+			if raw != "" && raw != o.Key {
+				// The driver unescaped the stored key: list it as stored, in the store's
+				// order, and unreadable (see Object.Err).
+				obj = Object{Key: raw, Size: o.Size, ModTime: o.ModTime, Err: fmt.Errorf("storage: list %q: %w: it holds the store's escape sequences (\"__0x<hex>__\") and reads as %q", raw, ErrKeyName, o.Key)}
+			}
+			objs = append(objs, obj)
+		}
+		// The store sends a page in the order of its stored keys; gcsblob re-sorts it by
+		// the unescaped ones.
+		slices.SortFunc(objs, func(a, b Object) int { return strings.Compare(a.Key, b.Key) })
+		for _, obj := range objs {
+			if started && obj.Key <= last {
+				if obj.Key == last {
 					continue // the page boundary, repeated
 				}
-				return wrap("list", prefix, fmt.Errorf("the backend listed %q after %q, out of order", o.Key, last))
+				return wrap("list", prefix, fmt.Errorf("the backend listed %q after %q, out of order", obj.Key, last))
 			}
-			started, last = true, o.Key
-			if err := fn(Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime, MD5: o.MD5, ETag: listETag(o)}); err != nil {
+			started, last = true, obj.Key
+			if err := fn(obj); err != nil {
 				return err
 			}
 		}
@@ -244,22 +265,29 @@ type callbackError struct{ err error }
 
 func (e callbackError) Error() string { return e.err.Error() }
 
-// listETag returns the ETag a listing carries, spelled as the driver's Attributes spell it:
-// S3's as is, GCS's in quotes (gcsblob adds them); "" where the driver exposes none (mem).
-func listETag(o *blob.ListObject) string {
+// listedAs returns what the driver's listing holds beyond gocloud's fields: the key as stored
+// ("" where the driver exposes none: mem) and the ETag, spelled as the driver's Attributes
+// spell it (S3's as is, GCS's in quotes: gcsblob adds them).
+func listedAs(o *blob.ListObject) (raw, etag string) {
 	var s3o s3types.Object
-	if o.As(&s3o) && s3o.ETag != nil {
-		return *s3o.ETag
+	if o.As(&s3o) {
+		if s3o.Key != nil {
+			raw = *s3o.Key
+		}
+		if s3o.ETag != nil {
+			etag = *s3o.ETag
+		}
+		return raw, etag
 	}
 	var g gcs.ObjectAttrs
-	if o.As(&g) && g.Etag != "" {
-		e := g.Etag
-		if !strings.HasPrefix(e, "W/\"") && !strings.HasPrefix(e, "\"") && !strings.HasSuffix(e, "\"") {
-			e = fmt.Sprintf("%q", e)
+	if o.As(&g) {
+		etag = g.Etag
+		if etag != "" && !strings.HasPrefix(etag, "W/\"") && !strings.HasPrefix(etag, "\"") && !strings.HasSuffix(etag, "\"") {
+			etag = fmt.Sprintf("%q", etag)
 		}
-		return e
+		return g.Name, etag
 	}
-	return ""
+	return "", ""
 }
 
 // checkFile runs the file bucket's pre-open checks (see fileRoot.check) for key.
