@@ -44,15 +44,17 @@ type Object struct {
 	// metadata keys.
 	ContentType string
 	Metadata    map[string]string
-	// Err is set by List for an entry that cannot be read safely. On S3 and GCS: a stored
-	// key holding gocloud's escape sequences, which the driver would read as another key
-	// (ErrKeyName; Key is the key as stored). On buckets opened from file:// URLs: a FIFO, socket or device (ErrNotRegular), a symlink to a directory
-	// (ErrNotRegular: not followed) or out of the bucket's directory (ErrOutsideBucket), an
-	// attributes sidecar that is not a regular file, or a name that the file store cannot map
-	// back to the same key (ErrKeyName: escape sequences "__0x<hex>__", control characters,
-	// invalid UTF-8). The entry is listed, under its name as it is on disk, so that its
-	// users can fail with this cause instead of losing it silently; only Key, and Size and
-	// ModTime where known, are set. Never read it: Read and Attributes refuse its key too.
+	// Err is set by List for an entry that cannot be read safely, listed so that its users
+	// fail with this cause instead of losing it silently. Only Key, and Size and ModTime
+	// where known, are set; never read it (Read and Attributes refuse its key too).
+	//
+	// On buckets opened from file:// URLs: a FIFO, socket or device, a symlink to a
+	// directory (not followed) or an attributes sidecar that is not a regular file
+	// (ErrNotRegular); a symlink out of the bucket's directory (ErrOutsideBucket); a name the
+	// file store cannot map back to the same key: escape sequences "__0x<hex>__", control
+	// characters, invalid UTF-8 (ErrKeyName). Key is the name as it is on disk. On S3 and
+	// GCS: a stored key holding gocloud's escape sequences, which the driver would read as
+	// another key (ErrKeyName); Key is the key as stored.
 	Err error
 }
 
