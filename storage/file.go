@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -128,20 +129,14 @@ func hasEscape(s string) bool {
 		}
 		rest := s[i+4:]
 		j := strings.IndexByte(rest, '_')
-		if j > 0 && strings.HasPrefix(rest[j:], "__") && isHex(rest[:j]) {
-			return true
+		if j > 0 && strings.HasPrefix(rest[j:], "__") {
+			// gocloud's rule (internal/escape unescape): the digits parse as a 32-bit int.
+			if _, err := strconv.ParseInt(rest[:j], 16, 32); err == nil {
+				return true
+			}
 		}
 		s = s[i+1:]
 	}
-}
-
-func isHex(s string) bool {
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return len(s) > 0 && len(s) <= 8
 }
 
 // placeholder reports whether name is fileblob's spelling of a directory placeholder ("sub/"

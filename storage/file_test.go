@@ -453,3 +453,31 @@ func BenchmarkListFile(b *testing.B) {
 		}
 	}
 }
+
+// TestFileEscapeLikeNames: names that gocloud's unescaping would read as another key are
+// flagged by its own rule (hex that parses as a 32-bit integer, sign included); near misses
+// are ordinary names.
+func TestFileEscapeLikeNames(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	b, err := storage.Open(ctx, "file://"+filepath.ToSlash(dir), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	bad := []string{"a__0x41__.png", "a__0x-1__.png", "a__0X41__b__0x7F__.png"}
+	ok := []string{"a__0x__.png", "a__0xzz__.png", "a__0x41_.png", "a__wave.png", "a__0x123456789__.png"}
+	for _, n := range append(slices.Clone(bad), ok...) {
+		write(t, filepath.Join(dir, n), []byte("x"))
+	}
+	err = b.List(ctx, "", func(o storage.Object) error {
+		want := slices.Contains(bad, o.Key)
+		if got := errors.Is(o.Err, storage.ErrKeyName); got != want {
+			t.Errorf("%q: ErrKeyName %v, want %v (Err %v)", o.Key, got, want, o.Err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
