@@ -410,8 +410,12 @@ func testCancelledWrite(t *testing.T, ctx context.Context, b *storage.Bucket, ra
 				t.Fatal(err)
 			}
 			cancel()
-			if err := w.Close(); err == nil {
+			if err := w.Close(); err == nil && !c.CancelledWriteMayLand {
 				t.Error("Close after cancel returned nil")
+			} else if err == nil {
+				// GCS: the upload can finish before the cancellation is seen; then it
+				// landed complete, which the read below checks.
+				t.Logf("Close after cancel returned nil (known caveat of this backend)")
 			}
 			got, _, err := b.Read(ctx, key, 0)
 			switch {
