@@ -34,17 +34,35 @@ func (p *Problem) Error() string {
 }
 
 // Error is what Load, Parse, LoadPresets and MergePresets return when the input is invalid:
-// every problem found, ordered by line (problems without a line last). It is never empty.
+// the problems found, ordered by line (problems without a line last). It is never empty.
 // Use errors.As to get it, or to get the first *Problem.
+//
+// A document can hold more problems than anyone reads (a million bad presets): at most
+// MaxProblems are kept, and Omitted counts the others found; Error prints only the first
+// PrintedProblems.
 type Error struct {
 	Problems []*Problem
+	// Omitted is the number of further problems found but not kept.
+	Omitted int
 }
 
-// Error lists the problems one per line.
+// Bounds on the problems of one Error.
+const (
+	// MaxProblems is how many problems a manifest's Error keeps.
+	MaxProblems = 1000
+	// PrintedProblems is how many problems Error's message lists before a count of the rest.
+	PrintedProblems = 20
+)
+
+// Error lists the first PrintedProblems problems one per line, then how many more there are.
 func (e *Error) Error() string {
-	msgs := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
+	n := min(len(e.Problems), PrintedProblems)
+	msgs := make([]string, n, n+1)
+	for i, p := range e.Problems[:n] {
 		msgs[i] = p.Error()
+	}
+	if rest := len(e.Problems) - n + e.Omitted; rest > 0 {
+		msgs = append(msgs, fmt.Sprintf("... and %d more problems", rest))
 	}
 	return strings.Join(msgs, "\n")
 }
@@ -65,19 +83,27 @@ type problems struct {
 	lines map[string]int
 	// bad holds paths that failed to decode; later problems at or under them are noise.
 	bad []string
+	// omitted counts problems past MaxProblems, not kept.
+	omitted int
 }
 
 func newProblems() *problems { return &problems{lines: map[string]int{}} }
 
 // at records a problem at an explicit line.
 func (ps *problems) at(line int, path, format string, args ...any) {
+	if len(ps.list) >= MaxProblems {
+		ps.omitted++
+		return
+	}
 	ps.list = append(ps.list, &Problem{Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // decodeErr records a problem that left path undecoded.
 func (ps *problems) decodeErr(line int, path, format string, args ...any) {
 	ps.at(line, path, format, args...)
-	ps.bad = append(ps.bad, path)
+	if len(ps.bad) < MaxProblems {
+		ps.bad = append(ps.bad, path)
+	}
 }
 
 // add records a problem found after decoding, at the line of path or of its nearest
@@ -117,7 +143,7 @@ func (ps *problems) err() error {
 		}
 		return li < lj
 	})
-	return &Error{Problems: list}
+	return &Error{Problems: list, Omitted: ps.omitted}
 }
 
 // under reports whether path is anc or lies below it.

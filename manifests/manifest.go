@@ -186,8 +186,10 @@ func (m *Manifest) HasPresetsFrom() bool { return m.Spec.PresetsFrom != "" }
 // I/O beyond reading r and never touches the network.
 //
 // Decoding is strict: unknown fields, duplicate keys, values of the wrong type and more than
-// one YAML document are errors. Every problem found is reported at once in an *Error, each
-// naming its line and YAML path, as in "line 12: spec.presets[1].styleWeight: -3 must be >= 0".
+// one YAML document are errors. Every problem found (up to MaxProblems) is reported at once in
+// an *Error, each naming its line and YAML path, as in "line 12: spec.presets[1].styleWeight:
+// -3 must be >= 0". A document that decodes to more than 100,000 YAML values is refused with
+// that one problem, and is not validated further (what was not decoded would look missing).
 // An error reading r is returned wrapped, not as an *Error.
 //
 // Normalisation: directory URLs (inputs, output) get a trailing "/"; Pairing defaults to
@@ -195,16 +197,44 @@ func (m *Manifest) HasPresetsFrom() bool { return m.Spec.PresetsFrom != "" }
 // presets and no presetsFrom, Spec.Presets is the one implicit preset "default", with no
 // overrides. Line numbers are recorded in Preset.Line, Pair.Line, LayerWeight.Line and
 // Options.Lines.
+//
+// Load reads at most MaxBytes; a longer input is an error (ErrTooLarge).
 func Load(r io.Reader) (*Manifest, error) {
-	data, err := io.ReadAll(r)
+	data, err := readAll(r, "manifest")
 	if err != nil {
-		return nil, fmt.Errorf("manifests: reading manifest: %w", err)
+		return nil, err
 	}
 	return Parse(data)
 }
 
-// Parse is Load for a manifest already in memory.
+// MaxBytes bounds a manifest or presets file: Load and LoadPresets read no more, and callers
+// that read files or objects themselves should refuse larger ones before reading them.
+const MaxBytes = 16 << 20
+
+// ErrTooLarge: a manifest or presets file is over MaxBytes.
+var ErrTooLarge = fmt.Errorf("larger than %d MiB", MaxBytes>>20)
+
+// readAll reads r up to MaxBytes.
+func readAll(r io.Reader, what string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("manifests: reading %s: %w", what, err)
+	}
+	if len(data) > MaxBytes {
+		return nil, fmt.Errorf("manifests: %s is %w", what, ErrTooLarge)
+	}
+	return data, nil
+}
+
+// exhausted reports whether decoding stopped at the node budget: what was not decoded is
+// missing, so validating the rest would report false problems ("is required").
+func (d *decoder) exhausted() bool { return d.budget < 0 }
+
+// Parse is Load for a manifest already in memory. It refuses more than MaxBytes.
 func Parse(data []byte) (*Manifest, error) {
+	if len(data) > MaxBytes {
+		return nil, fmt.Errorf("manifests: manifest is %w", ErrTooLarge)
+	}
 	ps := newProblems()
 	root := readDocument(data, ps, "manifest")
 	if root == nil {
@@ -213,6 +243,9 @@ func Parse(data []byte) (*Manifest, error) {
 	var m Manifest
 	d := &decoder{ps: ps, budget: maxNodes}
 	d.decode(root, reflect.ValueOf(&m).Elem(), "")
+	if d.exhausted() {
+		return nil, ps.err()
+	}
 	if len(ps.list) == 0 {
 		strictCheck(data, &m, ps)
 	}
@@ -239,11 +272,11 @@ type presetsFile struct {
 // It decodes as strictly as Load, validates each preset as Load does, and reports every
 // problem in an *Error with lines of the file and paths such as "presets[1].styleWeight". The
 // file must hold at least one preset. The presets have FromFile set. Add them to a manifest's
-// with MergePresets.
+// with MergePresets. It reads at most MaxBytes, as Load does.
 func LoadPresets(r io.Reader) ([]Preset, error) {
-	data, err := io.ReadAll(r)
+	data, err := readAll(r, "presets file")
 	if err != nil {
-		return nil, fmt.Errorf("manifests: reading presets: %w", err)
+		return nil, err
 	}
 	ps := newProblems()
 	root := readDocument(data, ps, "presets file")
@@ -253,6 +286,9 @@ func LoadPresets(r io.Reader) ([]Preset, error) {
 	var f presetsFile
 	d := &decoder{ps: ps, budget: maxNodes}
 	d.decode(root, reflect.ValueOf(&f).Elem(), "")
+	if d.exhausted() {
+		return nil, ps.err()
+	}
 	if len(ps.list) == 0 {
 		strictCheck(data, &f, ps)
 	}

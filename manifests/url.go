@@ -3,6 +3,7 @@ package manifests
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -15,6 +16,48 @@ var schemes = []string{"s3", "gs", "file", "mem", "azblob"}
 
 // Schemes returns the URL schemes a manifest may use for buckets: s3, gs, file, mem, azblob.
 func Schemes() []string { return slices.Clone(schemes) }
+
+// queryOptions are the query options gocloud.dev v0.49's URL openers accept, per scheme
+// (gocloud.dev/aws V2ConfigFromURLParams and s3blob, gcsblob, fileblob, memblob, azureblob).
+// Anything else makes the opener fail when the batch starts; the manifest refuses it at once,
+// naming the field. gocloud's generic prefix= and key= are refused apart (see movingOptions).
+var queryOptions = map[string][]string{
+	"s3": {"region", "endpoint", "profile", "anonymous", "role", "role_session_name", "role_external_id",
+		"role_duration", "web_identity_token_file", "hostname_immutable", "dualstack", "fips",
+		"rate_limiter_capacity", "request_checksum_calculation", "response_checksum_validation", "awssdk",
+		"ssetype", "kmskeyid", "accelerate", "use_path_style", "s3ForcePathStyle", "disable_https"},
+	"gs":     {"access_id", "private_key_path", "anonymous", "universe_domain", "grpc", "zonal"},
+	"file":   {"create_dir", "dir_file_mode", "no_tmp_dir", "metadata", "base_url", "secret_key_path"},
+	"mem":    {"nomd5"},
+	"azblob": {"domain", "protocol", "cdn", "localemu", "storage_account"},
+}
+
+// movingOptions are gocloud's generic URL options that make a bucket serve other keys than
+// the URL's path names (prefix= puts every key under another prefix, key= serves one key).
+// Objects would land, and be read, elsewhere than the manifest says, beyond the reach of the
+// overlap check and of the keys nst prints: the path says where, so they are refused.
+var movingOptions = []string{"prefix", "key"}
+
+// QueryOptions returns the query options a manifest URL of scheme may carry (those gocloud.dev
+// v0.49 accepts for it, less prefix and key), for tests that hold the list against gocloud's.
+func QueryOptions(scheme string) []string { return slices.Clone(queryOptions[scheme]) }
+
+// checkQuery refuses query options that move objects or that gocloud does not know.
+func checkQuery(scheme, rawQuery string) error {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return fmt.Errorf("has a query that does not parse: %v", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case slices.Contains(movingOptions, name):
+			return fmt.Errorf("query option %s= would move the objects away from the path the URL names; write the prefix in the path (%s://bucket/prefix/)", name, scheme)
+		case !slices.Contains(queryOptions[scheme], name):
+			return fmt.Errorf("has an unknown query option %q for %s URLs (known: %s)", name, scheme, strings.Join(queryOptions[scheme], ", "))
+		}
+	}
+	return nil
+}
 
 // parsedURL is a bucket URL taken apart.
 type parsedURL struct {
@@ -55,6 +98,9 @@ func parseURL(u string) (parsedURL, error) {
 		if seg == "." || seg == ".." {
 			return parsedURL{}, fmt.Errorf("path must not contain %q segments", seg)
 		}
+	}
+	if err := checkQuery(pu.Scheme, pu.RawQuery); err != nil {
+		return parsedURL{}, err
 	}
 	p := parsedURL{scheme: pu.Scheme, host: pu.Host, path: pu.Path, query: pu.RawQuery}
 	switch p.scheme {
@@ -212,15 +258,29 @@ func (m *Manifest) urls() []*string {
 
 // location returns a directory URL's place for comparing overlap: scheme, host and path with
 // a trailing slash, without the query. Two directories overlap when one location is a prefix
-// of the other.
-func location(u string) (string, error) {
+// of the other. Spellings of one place give one location: a host is lower-cased (bucket names
+// are case-insensitive where they are valid at all); for file URLs "localhost" is no host,
+// and the path is cleaned ("//", "/./" and a trailing "/" go), and realDir, if not nil, maps
+// an absolute directory to its real path (symlinks resolved). The endpoint, region and other
+// options are left out on purpose: two URLs that differ only there are judged one place,
+// which can refuse two different servers' buckets of one name, never miss an overlap.
+func location(u string, realDir func(string) string) (string, error) {
 	p, err := parseURL(u)
 	if err != nil {
 		return "", err
 	}
-	pth := p.path
+	host, pth := strings.ToLower(p.host), p.path
+	if p.scheme == "file" {
+		if host == "localhost" {
+			host = ""
+		}
+		pth = path.Clean("/" + pth)
+		if host == "" && realDir != nil {
+			pth = realDir(pth)
+		}
+	}
 	if !strings.HasSuffix(pth, "/") {
 		pth += "/"
 	}
-	return p.scheme + "://" + p.host + pth, nil
+	return p.scheme + "://" + host + pth, nil
 }

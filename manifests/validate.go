@@ -68,7 +68,7 @@ func validateManifest(m *Manifest, ps *problems) {
 		}
 	}
 	validateOutput(s.Output, ps)
-	validateOverlap(s, ps)
+	validateOverlap(s, ps, nil)
 }
 
 func validateModel(m Model, ps *problems) {
@@ -207,8 +207,9 @@ func validateOutput(o Output, ps *problems) {
 
 // validateOverlap refuses an output directory inside, equal to, or holding an input directory,
 // so a batch never reads its own results. URLs that failed to parse were reported already.
-func validateOverlap(s *Spec, ps *problems) {
-	out, err := location(s.Output.URL)
+// realDir is location's (nil: no I/O, file paths compared as written).
+func validateOverlap(s *Spec, ps *problems, realDir func(string) string) {
+	out, err := location(s.Output.URL, realDir)
 	if err != nil {
 		return
 	}
@@ -216,19 +217,33 @@ func validateOverlap(s *Spec, ps *problems) {
 		{"spec.inputs.contents.url", s.Inputs.Contents.URL},
 		{"spec.inputs.styles.url", s.Inputs.Styles.URL},
 	} {
-		loc, err := location(in.url)
+		loc, err := location(in.url, realDir)
 		if err != nil {
 			continue
 		}
 		switch {
 		case out == loc:
-			ps.add("spec.output.url", "is the same directory as %s", in.path)
+			ps.add("spec.output.url", "is the same directory as %s (%s)", in.path, loc)
 		case strings.HasPrefix(out, loc):
 			ps.add("spec.output.url", "is inside %s (%s); results would be read back as inputs", in.path, loc)
 		case strings.HasPrefix(loc, out):
 			ps.add("spec.output.url", "holds %s (%s); results would be read back as inputs", in.path, loc)
 		}
 	}
+}
+
+// CheckOverlap checks again that the output directory is not an input directory, inside one
+// or holding one, with file directories compared by realDir(dir): dir is an absolute,
+// cleaned path ("/data/in"), and realDir returns where it really is, symlinks resolved. Load
+// already made the check on the URLs as written, without I/O; the caller does it again after
+// ResolveFileURLs with a realDir that looks at the file system, so that "file:///x/data/",
+// "file://localhost/x/data/", "file:///x//data/", a symlink to the directory and a relative
+// "file://./data/" are all one place. It returns an *Error (problems at spec.output.url,
+// without lines) or nil.
+func (m *Manifest) CheckOverlap(realDir func(dir string) string) error {
+	ps := newProblems()
+	validateOverlap(&m.Spec, ps, realDir)
+	return ps.err()
 }
 
 // validatePresets records problems with each preset and with duplicate names.

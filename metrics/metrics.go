@@ -6,7 +6,10 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/nst-project/nst/pipeline"
+	"github.com/nst-project/nst/storage"
 )
 
 // Job is the Pushgateway job label of every push.
@@ -108,18 +112,48 @@ func Registry(rep *pipeline.Report, d *Durations) *prometheus.Registry {
 	return reg
 }
 
-// Push replaces the metrics of rep's shard (and d's histograms) on the Pushgateway at url (HTTP PUT to
-// /metrics/job/nst/run_id/<run ID>/shard/<i>), so a retried pod's push replaces its earlier
-// one. It returns the gateway's error; ctx bounds the request.
-func Push(ctx context.Context, url string, rep *pipeline.Report, d *Durations) error {
-	err := push.New(url, Job).
+// Push replaces the metrics of rep's shard (and d's histograms, nil: empty) on the Pushgateway at rawURL (HTTP PUT to
+// <path>/metrics/job/nst/run_id/<run ID>/shard/<i>), so a retried pod's push replaces its
+// earlier one. It returns the gateway's error; ctx bounds the request.
+//
+// The URL may carry secrets: a user and password (sent as HTTP basic auth) and query
+// parameters (a token=, kept on the request, after the path). Errors name the URL with its
+// secrets redacted (storage.Redact), never as given.
+func Push(ctx context.Context, rawURL string, rep *pipeline.Report, d *Durations) error {
+	safe := storage.Redact(rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		// url.Parse's error quotes the whole URL: say only that it does not parse.
+		return fmt.Errorf("push metrics to %s: not an http(s) URL with a host", safe)
+	}
+	base := *u
+	base.User, base.RawQuery, base.ForceQuery, base.Fragment = nil, "", false, ""
+	p := push.New(base.String(), Job).
+		Client(queryDoer{query: u.RawQuery}).
 		Grouping("run_id", rep.RunID).
 		Grouping("shard", strconv.Itoa(rep.ShardIndex)).
 		Gatherer(Registry(rep, d)).
-		Format(expfmt.NewFormat(expfmt.TypeTextPlain)).
-		PushContext(ctx)
-	if err != nil {
-		return fmt.Errorf("push metrics to %s: %w", url, err)
+		Format(expfmt.NewFormat(expfmt.TypeTextPlain))
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		p = p.BasicAuth(u.User.Username(), pw)
+	}
+	if err := p.PushContext(ctx); err != nil {
+		return fmt.Errorf("push metrics to %s: %w", safe, err)
 	}
 	return nil
+}
+
+// queryDoer sends the pusher's requests with the push URL's query, which the push library
+// would otherwise put before the path it appends; it redacts the URL in transport errors.
+type queryDoer struct{ query string }
+
+func (d queryDoer) Do(req *http.Request) (*http.Response, error) {
+	req.URL.RawQuery = d.query
+	resp, err := http.DefaultClient.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = storage.Redact(ue.URL)
+	}
+	return resp, err
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -33,7 +34,9 @@ type Config struct {
 	ShardIndex, ShardCount int
 
 	// RunID names the run in summaries and provenance; "" means
-	// "<metadata.name>-<first 8 hex of the manifest's sha256>-<UTC date YYYYMMDD>".
+	// "<metadata.name>-<first 8 hex of the manifest's sha256>-<UTC date YYYYMMDD>". It is
+	// checked like metadata.name: lower-case letters, digits and '-', starting and ending with
+	// a letter or digit; up to 81 characters, the length of the longest default.
 	RunID string
 
 	// GPUJobs is the number of items stylised at once (compute lanes); 0 means 1.
@@ -149,12 +152,19 @@ func (e invalidError) Unwrap() []error { return []error{e.err, ErrInvalid} }
 
 func invalidf(format string, a ...any) error { return invalidError{fmt.Errorf(format, a...)} }
 
+// runIDSyntax is metadata.name's syntax, with room for the date and digest a default run ID
+// adds to a 63-character name. Run IDs become object keys and metric labels, and are printed.
+var runIDSyntax = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,79}[a-z0-9])?$`)
+
 // withDefaults returns c with the defaults filled in, or an error wrapping ErrInvalid.
 func (c Config) withDefaults(needEngine bool) (Config, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.ManifestURL == "" {
 		bad("no manifest")
+	}
+	if c.RunID != "" && !runIDSyntax.MatchString(c.RunID) {
+		bad("run ID %q must be 1..81 lower-case letters, digits and '-', starting and ending with a letter or digit (like metadata.name)", c.RunID)
 	}
 	if c.ShardCount == 0 {
 		c.ShardCount = 1

@@ -259,6 +259,8 @@ var errStop = errors.New("stop")
 func listedObject(rel string, o storage.Object) object {
 	ob := object{key: rel, size: o.Size, version: objectVersion(o)}
 	switch {
+	case o.Err != nil: // listed, but not to be opened: a special file, a link out, a name that maps back to another key
+		ob.err = o.Err
 	case !utf8.ValidString(rel):
 		ob.err = fmt.Errorf("key %q is not valid UTF-8", rel)
 	default:

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -423,8 +426,7 @@ spec:
 
 // TestInterruptedAttempts: a re-run with the same run ID writes its own summary beside the
 // interrupted attempt's, which stays; a checkpoint of an item whose definition changed since is
-// deleted when its slot runs again; with no grace period left for it, no summary key is
-// reported that was not written.
+// deleted when its slot runs again.
 func TestInterruptedAttempts(t *testing.T) {
 	e := memEnv()
 	in := e.bucket(t, e.in)
@@ -466,10 +468,29 @@ func TestInterruptedAttempts(t *testing.T) {
 	if left := keysUnder(t, out, "r/_checkpoints/"); len(left) != 0 {
 		t.Errorf("checkpoints left: %v (before: %v)", left, ckpts)
 	}
-	// No grace period: the summary cannot be written, and its key is not reported.
-	again := writeManifest(t, strings.Replace(text, "mem://out/r/", "mem://out/r2/", 1))
-	if rep := interrupt(again, time.Nanosecond); rep.SummaryKey != "" || len(keysUnder(t, out, "r2/_runs/")) != 0 {
-		t.Errorf("grace 1ns: summary key %q, summaries %v", rep.SummaryKey, keysUnder(t, out, "r2/_runs/"))
+}
+
+// TestSummaryNotWritten: when the summary cannot be written (here a file stands where its
+// directory would go), the run says so and reports no summary key.
+func TestSummaryNotWritten(t *testing.T) {
+	root := filepath.ToSlash(t.TempDir())
+	for _, d := range []string{"in/contents", "in/styles", "out"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, img := range map[string]*image.NRGBA{"in/contents/a.png": testImage(20, 20, 1), "in/styles/wave.png": testImage(16, 16, 2)} {
+		if err := os.WriteFile(filepath.Join(root, k), pngBytes(t, img), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "out", "_runs"), []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	man := writeManifest(t, manifestText("file://"+root+"/in/contents/", "file://"+root+"/in/styles/", "file://"+root+"/out/", ""))
+	rep, err := Run(t.Context(), Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "r1", Version: "test"})
+	if err == nil || !strings.Contains(err.Error(), "summary") || rep == nil || rep.SummaryKey != "" || rep.Done != 2 {
+		t.Errorf("%v; report %+v", err, rep)
 	}
 }
 

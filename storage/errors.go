@@ -35,6 +35,20 @@ var (
 	// or MD5). It is transient: Read retries it, and only returns it once the
 	// retry policy is exhausted.
 	ErrCorrupt = errors.New("object body does not match its attributes")
+
+	// ErrNotRegular: on a file bucket, the key names a FIFO, socket or device, a symlink to
+	// a directory, or has an attributes sidecar that is not a regular file. Storage refuses
+	// it before opening it (opening a FIFO blocks until a writer comes).
+	ErrNotRegular = errors.New("not a regular file")
+
+	// ErrOutsideBucket: on a file bucket, the key's path resolves (through symlinks) to a
+	// place outside the bucket's directory. Storage does not follow it.
+	ErrOutsideBucket = errors.New("outside the bucket's directory")
+
+	// ErrKeyName: on a file bucket, a file's name cannot be served under the key it spells
+	// (it holds the file store's escape sequences "__0x<hex>__", control characters or
+	// invalid UTF-8), or a key cannot be located on disk without them.
+	ErrKeyName = errors.New("name does not map to a key")
 )
 
 // wrap adds the operation and key to err, and ErrNotFound when the backend
@@ -76,7 +90,7 @@ var transientS3Codes = map[string]bool{
 // not match their attributes (ErrCorrupt, io.ErrUnexpectedEOF).
 //
 // Never transient: nil, context.Canceled, ErrNotFound, ErrExists,
-// ErrTooLarge, and the gcerrors codes NotFound, AlreadyExists,
+// ErrTooLarge, ErrNotRegular, ErrOutsideBucket, ErrKeyName, and the gcerrors codes NotFound, AlreadyExists,
 // PermissionDenied, InvalidArgument, FailedPrecondition, Unimplemented and
 // Canceled. context.DeadlineExceeded is transient because a single attempt's
 // timeout produces it; the retry loop stops anyway once its own context is
@@ -89,7 +103,10 @@ func IsTransient(err error) bool {
 	case errors.Is(err, context.Canceled),
 		errors.Is(err, ErrNotFound),
 		errors.Is(err, ErrExists),
-		errors.Is(err, ErrTooLarge):
+		errors.Is(err, ErrTooLarge),
+		errors.Is(err, ErrNotRegular),
+		errors.Is(err, ErrOutsideBucket),
+		errors.Is(err, ErrKeyName):
 		return false
 	case errors.Is(err, ErrCorrupt),
 		errors.Is(err, io.ErrUnexpectedEOF),

@@ -14,27 +14,48 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
+	gcs "cloud.google.com/go/storage"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 )
 
-// Object describes a stored object. List fills only Key, Size, ModTime and
-// MD5; Attributes and Read fill every field the backend reports.
+// Object describes a stored object. List fills Key, Size, ModTime, MD5 and, where the
+// backend's listing carries it, ETag (S3, GCS, file://; not mem://), so a version is known
+// without a request per object; Attributes and Read fill every field the backend reports.
 type Object struct {
 	Key     string
 	Size    int64
-	ETag    string // as the backend reports it, quotes included; may be empty
+	ETag    string // as the backend's Attributes report it, quotes included; may be empty
 	MD5     []byte // nil when the backend has none (S3 multipart, GCS composite)
 	ModTime time.Time
 	// ContentType and Metadata are as written; backends lower-case
 	// metadata keys.
 	ContentType string
 	Metadata    map[string]string
+	// Err is set by List for an entry that cannot be read safely, listed so that its users
+	// fail with this cause instead of losing it silently. Only Key, and Size and ModTime
+	// where known, are set; never read it (Read and Attributes refuse its key too).
+	//
+	// On buckets opened from file:// URLs: a FIFO, socket or device, a symlink to a
+	// directory (not followed) or an attributes sidecar that is not a regular file
+	// (ErrNotRegular); a symlink out of the bucket's directory (ErrOutsideBucket); a name the
+	// file store cannot map back to the same key: escape sequences "__0x<hex>__", control
+	// characters, invalid UTF-8 (ErrKeyName). Key is the name as it is on disk. On S3 and
+	// GCS: a stored key holding gocloud's escape sequences, which the driver would read as
+	// another key (ErrKeyName); Key is the key as stored.
+	Err error
 }
 
 // Options configures a Bucket. The zero value gives the defaults.
@@ -70,6 +91,8 @@ type WriteOptions struct {
 // *blob.Bucket it was made from.
 type Bucket struct {
 	b          *blob.Bucket
+	file       *fileRoot // set for buckets opened from file:// URLs
+	rawFile    bool      // a fileblob bucket handed to New: its listing is not trusted
 	retry      RetryPolicy
 	opTimeout  time.Duration
 	pageSize   int
@@ -87,6 +110,9 @@ func New(b *blob.Bucket, opts Options) *Bucket {
 		noMD5Check: opts.NoMD5Check,
 		log:        opts.Logger,
 	}
+	// Only fileblob answers As with its directory's os.FileInfo.
+	var fi os.FileInfo
+	bk.rawFile = b.As(&fi)
 	if bk.opTimeout <= 0 {
 		bk.opTimeout = 2 * time.Minute
 	}
@@ -103,16 +129,40 @@ func New(b *blob.Bucket, opts Options) *Bucket {
 // through blob.OpenBucket; the URL's driver must be registered by a blank
 // import. The error's message has the URL's secrets removed (see Redact);
 // it wraps the driver's error. Opening is not retried: drivers dial lazily.
+//
+// For file:// URLs, Open sets fileblob's no_tmp_dir unless the URL sets it, so
+// temporary files are written beside their final path and renamed within one
+// filesystem (with the default, a bucket on another filesystem than the
+// system's temporary directory fails every write with "invalid cross-device
+// link"); it refuses the prefix= and key= options; and the Bucket lists the
+// directory itself and checks files before fileblob opens them (see List,
+// Read, Object.Err). Use Open, not New, for file buckets.
 func Open(ctx context.Context, bucketURL string, opts Options) (*Bucket, error) {
-	b, err := blob.OpenBucket(ctx, bucketURL)
+	openURL := bucketURL
+	var root *fileRoot
+	u, err := url.Parse(bucketURL)
+	if err == nil && u.Scheme == "file" {
+		openURL, err = fileURL(u)
+		if err != nil {
+			return nil, &openError{msg: fmt.Sprintf("storage: open %s: %v", Redact(bucketURL), err), err: err}
+		}
+	}
+	b, err := blob.OpenBucket(ctx, openURL)
+	if err == nil && u != nil && u.Scheme == "file" {
+		if root, err = openFileRoot(u); err != nil {
+			b.Close()
+		}
+	}
 	if err != nil {
 		safe, secrets := redact(bucketURL)
 		return nil, &openError{
-			msg: fmt.Sprintf("storage: open %s: %s", safe, scrub(err.Error(), append(secrets, bucketURL))),
+			msg: fmt.Sprintf("storage: open %s: %s", safe, scrub(err.Error(), append(secrets, bucketURL, openURL))),
 			err: err,
 		}
 	}
-	return New(b, opts), nil
+	bk := New(b, opts)
+	bk.file, bk.rawFile = root, false
+	return bk, nil
 }
 
 // Close closes the underlying *blob.Bucket. Calls in flight may fail.
@@ -123,18 +173,46 @@ func (b *Bucket) Close() error {
 	return nil
 }
 
-// List calls fn for every object whose key starts with prefix, once per
-// key, one page of Options.PageSize keys at a time; each page is retried on
-// its own. Directory placeholders are skipped. If fn returns an error, List
-// stops and returns it unchanged. fn runs on List's goroutine.
+// List calls fn for every object whose key starts with prefix, once per key,
+// in byte-lexical order of keys, on every backend. Directory placeholders
+// (keys ending in "/", as S3 consoles create them) are skipped. If fn returns
+// an error, List stops and returns it unchanged. fn runs on List's goroutine.
 //
-// Keys come in the backend's order: lexical (by bytes) on S3, GCS and mem.
-// fileblob walks directories, so "a/x" comes before "a-b", and its pages can
-// overlap; List drops the repeats, remembering every key it has passed to fn
-// (memory grows with the listing).
+// On S3, GCS and mem, List reads pages of Options.PageSize keys, each retried
+// on its own, and holds one page at a time; it skips a key repeated across a
+// page boundary and fails if the backend goes back in the order. A stored key
+// that the driver unescapes (S3 and GCS keys holding gocloud's escape
+// sequences "__0x<hex>__", such as "x__0x2f__y.png", which s3blob would list
+// as "x/y.png", beside a real "x/y.png") is listed under the stored key with
+// Object.Err (ErrKeyName), never as another key. On buckets
+// opened from file:// URLs (see Open) it walks the directory itself, each
+// directory once, holding one directory's entries per level; it skips
+// fileblob's attribute sidecars (".attrs") and temporary files
+// ("<name>.<16 hex digits>.tmp"), takes MD5 from the sidecar where there is
+// one and the ETag fileblob's Attributes would report, and lists entries that
+// cannot be read safely with Object.Err set. A directory it cannot read fails
+// the listing. List refuses a fileblob bucket given to New, whose own listing
+// can repeat and skip keys.
 func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	if b.file != nil {
+		err := b.file.list(ctx, prefix, func(o Object) error {
+			if err := fn(o); err != nil {
+				return callbackError{err}
+			}
+			return nil
+		})
+		var ce callbackError
+		if errors.As(err, &ce) {
+			return ce.err
+		}
+		return wrap("list", prefix, err)
+	}
+	if b.rawFile {
+		return wrap("list", prefix, errors.New("a fileblob bucket must be opened with storage.Open to be listed (fileblob's own listing repeats and skips keys)"))
+	}
 	lopts := &blob.ListOptions{Prefix: prefix}
-	seen := make(map[string]struct{})
+	var last string
+	started := false
 	token := blob.FirstPageToken
 	for len(token) > 0 {
 		var (
@@ -149,15 +227,33 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error)
 		if err != nil {
 			return wrap("list", prefix, err)
 		}
+		objs := make([]Object, 0, len(page))
 		for _, o := range page {
-			if o.IsDir {
+			if o.IsDir || strings.HasSuffix(o.Key, "/") {
 				continue
 			}
-			if _, dup := seen[o.Key]; dup {
-				continue
+			obj := Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime, MD5: o.MD5}
+			var raw string
+			raw, obj.ETag = listedAs(o)
+			if raw != "" && raw != o.Key {
+				// The driver unescaped the stored key: list it as stored, in the store's
+				// order, and unreadable (see Object.Err).
+				obj = Object{Key: raw, Size: o.Size, ModTime: o.ModTime, Err: fmt.Errorf("storage: list %q: %w: it holds the store's escape sequences (\"__0x<hex>__\") and reads as %q", raw, ErrKeyName, o.Key)}
 			}
-			seen[o.Key] = struct{}{}
-			if err := fn(Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime, MD5: o.MD5}); err != nil {
+			objs = append(objs, obj)
+		}
+		// The store sends a page in the order of its stored keys; gcsblob re-sorts it by
+		// the unescaped ones.
+		slices.SortFunc(objs, func(a, b Object) int { return strings.Compare(a.Key, b.Key) })
+		for _, obj := range objs {
+			if started && obj.Key <= last {
+				if obj.Key == last {
+					continue // the page boundary, repeated
+				}
+				return wrap("list", prefix, fmt.Errorf("the backend listed %q after %q, out of order", obj.Key, last))
+			}
+			started, last = true, obj.Key
+			if err := fn(obj); err != nil {
 				return err
 			}
 		}
@@ -166,8 +262,51 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error)
 	return nil
 }
 
-// Attributes returns the object's attributes, or ErrNotFound.
+// callbackError carries fn's error through the file walk unchanged.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// listedAs returns what the driver's listing holds beyond gocloud's fields: the key as stored
+// ("" where the driver exposes none: mem) and the ETag, spelled as the driver's Attributes
+// spell it (S3's as is, GCS's in quotes: gcsblob adds them).
+func listedAs(o *blob.ListObject) (raw, etag string) {
+	var s3o s3types.Object
+	if o.As(&s3o) {
+		if s3o.Key != nil {
+			raw = *s3o.Key
+		}
+		if s3o.ETag != nil {
+			etag = *s3o.ETag
+		}
+		return raw, etag
+	}
+	var g gcs.ObjectAttrs
+	if o.As(&g) {
+		etag = g.Etag
+		if etag != "" && !strings.HasPrefix(etag, "W/\"") && !strings.HasPrefix(etag, "\"") && !strings.HasSuffix(etag, "\"") {
+			etag = fmt.Sprintf("%q", etag)
+		}
+		return g.Name, etag
+	}
+	return "", ""
+}
+
+// checkFile runs the file bucket's pre-open checks (see fileRoot.check) for key.
+func (b *Bucket) checkFile(key string) error {
+	if b.file == nil {
+		return nil
+	}
+	return b.file.check(key)
+}
+
+// Attributes returns the object's attributes, or ErrNotFound. On a file bucket it refuses,
+// before opening anything, what List would mark with Object.Err: ErrNotRegular,
+// ErrOutsideBucket, ErrKeyName.
 func (b *Bucket) Attributes(ctx context.Context, key string) (Object, error) {
+	if err := b.checkFile(key); err != nil {
+		return Object{}, wrap("attributes", key, err)
+	}
 	var obj Object
 	err := b.do(ctx, "attributes", key, func(ctx context.Context, _ int) error {
 		var err error
@@ -193,8 +332,14 @@ func (b *Bucket) attributes(ctx context.Context, key string) (Object, error) {
 	}, nil
 }
 
-// Exists reports whether key exists.
+// Exists reports whether key exists. On a file bucket, an attributes sidecar that is not a
+// regular file is an error (ErrNotRegular), found before fileblob opens it.
 func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
+	if b.file != nil && keyProblem(key) == "" {
+		if err := checkSidecar(filepath.Join(b.file.dir, filepath.FromSlash(key))); err != nil {
+			return false, wrap("exists", key, err)
+		}
+	}
 	var ok bool
 	err := b.do(ctx, "exists", key, func(ctx context.Context, _ int) error {
 		var err error
@@ -209,8 +354,13 @@ func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
 // less means no limit. The bytes read must number exactly the object's size
 // and, unless Options.NoMD5Check, hash to its MD5 when the backend reports
 // one; otherwise the attempt fails with ErrCorrupt and is retried. Missing
-// objects give ErrNotFound.
+// objects give ErrNotFound. On a file bucket it first refuses, without opening
+// them, non-regular files (ErrNotRegular: a FIFO would block), paths out of the
+// bucket's directory (ErrOutsideBucket) and keys it cannot locate (ErrKeyName).
 func (b *Bucket) Read(ctx context.Context, key string, maxBytes int64) ([]byte, Object, error) {
+	if err := b.checkFile(key); err != nil {
+		return nil, Object{}, wrap("read", key, err)
+	}
 	var (
 		data []byte
 		obj  Object

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -46,17 +48,6 @@ func batchErr(err error) error {
 		return usageError{err}
 	}
 	return err
-}
-
-// quoteKey quotes s for a terminal when it holds control characters or escape sequences, so
-// that a file name cannot inject text or colours; plain text comes back as it is.
-func quoteKey(s string) string {
-	for _, c := range s {
-		if c < ' ' && c != '\n' || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\uFFFD' {
-			return strconv.Quote(s)
-		}
-	}
-	return s
 }
 
 // command is one subcommand: its flags are defined on fs, and run does the work.
@@ -185,13 +176,13 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 			commandUsage(stdout, cmd, fs)
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "nst %s: %v (run 'nst %s --help')\n", cmd.name, err, cmd.name)
+		fmt.Fprintf(stderr, "nst %s: %s (run 'nst %s --help')\n", cmd.name, printable(err.Error(), false), cmd.name)
 		return exitUsage
 	}
 	tty := isTerminal(stderr)
 	logger, err := newLogger(stderr, common.logFormat, common.quiet, tty)
 	if err != nil {
-		fmt.Fprintf(stderr, "nst %s: %v\n", cmd.name, err)
+		fmt.Fprintf(stderr, "nst %s: %s\n", cmd.name, printable(err.Error(), false))
 		return exitUsage
 	}
 	err = do(ctx, &env{args: fs.Args(), stdout: stdout, stderr: stderr, logger: logger, tty: tty, quiet: common.quiet})
@@ -201,20 +192,67 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	return exitCode(ctx, stderr, cmd.name, err)
 }
 
+// exitCode prints err (made printable: keys and file names in it cannot drive the terminal)
+// and maps it to an exit code.
 func exitCode(ctx context.Context, stderr io.Writer, name string, err error) int {
-	switch {
-	case err == nil:
+	if err == nil {
 		return exitOK
+	}
+	msg := printable(err.Error(), true)
+	switch {
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "nst %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "nst %s: %s\n", name, msg)
 		return exitUsage
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		fmt.Fprintf(stderr, "nst %s: interrupted: %v\n", name, err)
+		fmt.Fprintf(stderr, "nst %s: interrupted: %s\n", name, msg)
 		return exitInterrupted
 	default:
-		fmt.Fprintf(stderr, "nst %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "nst %s: %s\n", name, msg)
 		return exitFailed
 	}
+}
+
+// printable returns s with what could drive a terminal escaped as in a Go string literal:
+// control characters (ESC starts colour and cursor sequences; CR overwrites a line), DEL, C1
+// controls, Unicode format characters (bidirectional overrides, zero-width marks) and bytes
+// that are not UTF-8. Newlines and tabs are kept when keepLines (a manifest's problems are
+// one per line), escaped otherwise. Object keys and file names reach messages unfiltered.
+func printable(s string, keepLines bool) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == utf8.RuneError || unsafeRune(r, keepLines) }) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unsafeRune(r, keepLines):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune, keepLines bool) bool {
+	if keepLines && (r == '\n' || r == '\t') {
+		return false
+	}
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
+}
+
+// quoteKey returns an object key for human output: as it is when every character is
+// printable, else Go-quoted ("a\x1b[31m.png"), so that a key can neither colour the terminal
+// nor pass for other text.
+func quoteKey(k string) string {
+	if printable(k, false) == k {
+		return k
+	}
+	return strconv.Quote(k)
 }
 
 func topUsage(w io.Writer, cmds []command) {

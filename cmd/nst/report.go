@@ -33,7 +33,7 @@ func reportCommand() command {
 				if err != nil {
 					return batchErr(err)
 				}
-				fmt.Fprintf(e.stdout, "contact sheet: %s under the manifest's output URL\n", key)
+				fmt.Fprintf(e.stdout, "contact sheet: %s under the manifest's output URL\n", quoteKey(key))
 				return nil
 			}
 		},

@@ -170,14 +170,7 @@ func runCommand() command {
 					return batchErr(err)
 				}
 				if rep != nil {
-					fmt.Fprintf(e.stdout, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d stale, %d failed, %d interrupted\n",
-						rep.RunID, rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Stale, rep.Failed, rep.Interrupted)
-					if rep.SummaryKey != "" {
-						fmt.Fprintf(e.stdout, "summary %s\n", quoteKey(rep.SummaryKey))
-					}
-					if rep.SheetKey != "" {
-						fmt.Fprintf(e.stdout, "contact sheet %s\n", quoteKey(rep.SheetKey))
-					}
+					fmt.Fprint(e.stdout, reportLines(rep))
 				}
 				if err != nil {
 					return err
@@ -185,7 +178,7 @@ func runCommand() command {
 				if !rep.OK() {
 					var causes []string
 					for _, r := range rep.Failures[:min(3, len(rep.Failures))] {
-						causes = append(causes, quoteKey(r.Err.Error()))
+						causes = append(causes, printable(r.Err.Error(), false))
 					}
 					msg := fmt.Sprintf("%d of %d pairs failed", rep.Failed, rep.Planned)
 					if rep.Stopped != "" {
@@ -197,6 +190,23 @@ func runCommand() command {
 			}
 		},
 	}
+}
+
+// reportLines is what nst run prints on stdout about a run: the counts, and the keys of the
+// summary and the contact sheet where they were written (the pipeline leaves a key empty when
+// its object could not be written: a key printed is a key that exists).
+func reportLines(rep *pipeline.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d stale, %d failed, %d interrupted",
+		quoteKey(rep.RunID), rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Stale, rep.Failed, rep.Interrupted)
+	if rep.SummaryKey != "" {
+		fmt.Fprintf(&b, "; summary %s", quoteKey(rep.SummaryKey))
+	}
+	b.WriteString("\n")
+	if rep.SheetKey != "" {
+		fmt.Fprintf(&b, "contact sheet %s\n", quoteKey(rep.SheetKey))
+	}
+	return b.String()
 }
 
 // pairProgress shows a run's progress: a bar of pairs (with the steps of the running ones)

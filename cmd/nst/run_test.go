@@ -183,3 +183,20 @@ func TestPlanOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryNotWrittenNotPrinted: a summary that could not be written is not printed as if it
+// were; the failure says why.
+func TestSummaryNotWrittenNotPrinted(t *testing.T) {
+	man := demoManifest(t)
+	out := filepath.Join(filepath.Dir(man), "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "_runs"), []byte("in the way"), 0o644); err != nil { // the summary write fails
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runArgs(t, nil, "run", "--manifest", man, "--device", "cpu", "--threads", "1", "--run-id", "s1", "--in-process", "--no-report")
+	if code != exitFailed || strings.Contains(stdout, "summary") || !strings.Contains(stderr, "summary") {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}

@@ -196,7 +196,9 @@ func Decode(r io.Reader, lim Limits) (*image.NRGBA, Info, error) {
 		if err != nil && err != io.EOF {
 			return nil, Info{}, fmt.Errorf("read image: %w", err)
 		}
-		return nil, Info{}, fmt.Errorf("%w: unknown format (starts with %q)", ErrUnsupported, head[:min(len(head), 8)])
+		// Say what was seen without quoting it: the bytes may be anything a symlink or a
+		// careless upload pointed at (a key, a password file), and errors reach summaries.
+		return nil, Info{}, fmt.Errorf("%w: unknown format: the first %d bytes match no JPEG, PNG, GIF, WebP, BMP or TIFF signature", ErrUnsupported, len(head))
 	}
 	info := Info{Format: f.name, Orientation: 1}
 
