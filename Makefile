@@ -15,6 +15,9 @@ TORCH_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./..
 
 # k8s/validate is a module of its own (k8s.io/kubernetes); the repository's go.work does not list it.
 K8S_VALIDATE := cd k8s/validate && GOWORK=off
+# NST_TEST_TOOLS=0: setup skips what only the tests need (moto's S3 server, k8s/validate's
+# modules); the image build (Dockerfile) sets it.
+NST_TEST_TOOLS ?= 1
 
 .PHONY: setup build test lint check-setup fuzz bench clean k8s-validate
 
@@ -22,8 +25,8 @@ K8S_VALIDATE := cd k8s/validate && GOWORK=off
 ## and staticcheck, download k8s/validate's modules, build bin/nst.
 setup:
 	bash scripts/setup.sh
-	bash scripts/setup-moto.sh
-	$(K8S_VALIDATE) $(GO) mod download
+	@if [[ "$(NST_TEST_TOOLS)" != 0 ]]; then \
+		bash scripts/setup-moto.sh && $(K8S_VALIDATE) $(GO) mod download; fi
 	@if [[ ! -x $(STATICCHECK) ]]; then \
 		echo "nst setup: installing staticcheck $(STATICCHECK_VERSION)" >&2; \
 		tmp=$$(mktemp -d); GOBIN=$$tmp GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
