@@ -128,6 +128,9 @@ func TestRejects(t *testing.T) {
 		{"unknown-time-zone", []string{
 			`batch/v1 CronJob nst-nightly: spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus`,
 		}},
+		{"indexed-name-too-long", []string{
+			`batch/v1 Job nst-catalogue-2026-11-restyle-with-the-new-presets-and-weights: metadata.name: Invalid value: "nst-catalogue-2026-11-restyle-with-the-new-presets-and-weights": will not able to create pod with invalid DNS label: nst-catalogue-2026-11-restyle-with-the-new-presets-and-weights-3`,
+		}},
 		{"deprecated-node-label", []string{
 			`batch/v1 Job nst: warning: spec.template.spec.nodeSelector[beta.kubernetes.io/arch]: deprecated since v1.14; use "kubernetes.io/arch" instead`,
 		}},
