@@ -35,6 +35,8 @@ RUN apt-get update \
 # Where `make setup` keeps wheels and the unpacked libtorch: the runtime stage copies
 # $NST_CACHE/libtorch-2.1.2-$NST_DEVICE to the same absolute path, the binary's rpath.
 ENV NST_CACHE=/opt/nst
+# `make setup` skips the tools only `make test` needs (moto's S3 server, k8s/validate's modules).
+ENV NST_TEST_TOOLS=0
 WORKDIR /src
 
 # libtorch and the gotch copy first, in a layer that changes only with the lock file: the same

@@ -13,11 +13,20 @@ FUZZTIME ?= 10s
 PURE_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | awk '!/sugarme\/gotch/ {print $$1}')
 TORCH_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | awk '/sugarme\/gotch/ {print $$1}')
 
-.PHONY: setup build test lint check-setup fuzz bench clean
+# k8s/validate is a module of its own (k8s.io/kubernetes); the repository's go.work does not list it.
+K8S_VALIDATE := cd k8s/validate && GOWORK=off
+# NST_TEST_TOOLS=0: setup skips what only the tests need (moto's S3 server, k8s/validate's
+# modules); the image build (Dockerfile) sets it.
+NST_TEST_TOOLS ?= 1
 
-## setup: fetch libtorch 2.1.2, wire gotch to it (go.work), install staticcheck, build bin/nst.
+.PHONY: setup build test lint check-setup fuzz bench clean k8s-validate
+
+## setup: fetch libtorch 2.1.2, wire gotch to it (go.work), install moto's S3 server (.venv-moto)
+## and staticcheck, download k8s/validate's modules, build bin/nst.
 setup:
 	bash scripts/setup.sh
+	@if [[ "$(NST_TEST_TOOLS)" != 0 ]]; then \
+		bash scripts/setup-moto.sh && $(K8S_VALIDATE) $(GO) mod download; fi
 	@if [[ ! -x $(STATICCHECK) ]]; then \
 		echo "nst setup: installing staticcheck $(STATICCHECK_VERSION)" >&2; \
 		tmp=$$(mktemp -d); GOBIN=$$tmp GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
@@ -38,7 +47,19 @@ build: check-setup
 test: check-setup lint
 	$(GO) test -race $(PURE_PKGS)
 	$(GO) test $(TORCH_PKGS)
+	$(MAKE) --no-print-directory k8s-validate
 	$(MAKE) --no-print-directory fuzz
+
+## k8s-validate: kube-apiserver's create path (k8s.io/kubernetes v1.37.2) on every object of every
+## kustomize tree under k8s/. Offline (GOPROXY=off); the first build takes minutes, later ones
+## come from Go's build cache.
+k8s-validate:
+	@$(K8S_VALIDATE) GOPROXY=off $(GO) list -deps -test ./... >/dev/null 2>&1 || \
+		{ echo "nst: k8s/validate's modules are not in the Go module cache — run 'make setup' first" >&2; exit 2; }
+	$(K8S_VALIDATE) GOPROXY=off $(GO) vet ./...
+	@if [[ -x $(STATICCHECK) ]]; then $(K8S_VALIDATE) GOPROXY=off $(STATICCHECK) ./...; else echo "staticcheck missing: run 'make setup'" >&2; exit 2; fi
+	@# -count=1: the trees are outside k8s/validate's module, so Go's test cache would not see them change.
+	$(K8S_VALIDATE) GOPROXY=off $(GO) test -count=1 ./...
 
 lint: check-setup
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \

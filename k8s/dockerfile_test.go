@@ -166,6 +166,9 @@ func TestDockerfile(t *testing.T) {
 	if got := build.keyValues("env")["NST_CACHE"]; got != "/opt/nst" {
 		t.Errorf("build stage NST_CACHE %q, want /opt/nst", got)
 	}
+	if got := build.keyValues("env")["NST_TEST_TOOLS"]; got != "0" {
+		t.Errorf("build stage NST_TEST_TOOLS %q, want 0: make setup would install moto (which needs python3-venv) and k8s/validate's modules for tests the image never runs", got)
+	}
 	var runs strings.Builder
 	for _, in := range build.find("run") {
 		runs.WriteString(strings.Join(in.args, " ") + "\n")

@@ -3,6 +3,7 @@ package k8s
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
 )
 
 // platform is what one kustomization must produce.
@@ -85,6 +87,44 @@ func TestPlatforms(t *testing.T) {
 			checkJob(t, p, objs, spec)
 			checkServiceAccount(t, p, objs, &spec.Template.Spec)
 		})
+	}
+}
+
+// TestKustomizationsComplete keeps Kustomizations (which TestPlatforms and cmd/nst's flag tests
+// build) equal to the trees on disk: every directory under k8s/ with a kustomization that is not
+// a Component, outside testdata. k8s/validate discovers the trees the same way for the API
+// server's checks.
+func TestKustomizationsComplete(t *testing.T) {
+	var found []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !slices.Contains([]string{"kustomization.yaml", "kustomization.yml", "Kustomization"}, d.Name()) {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var head struct{ Kind string }
+		if err := yaml.Unmarshal(data, &head); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if head.Kind != "Component" {
+			found = append(found, filepath.ToSlash(filepath.Dir(path)))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(found)
+	if want := slices.Sorted(slices.Values(Kustomizations)); !slices.Equal(found, want) {
+		t.Errorf("kustomize trees on disk %q, Kustomizations %q: add the new tree to Kustomizations and platforms", found, want)
 	}
 }
 

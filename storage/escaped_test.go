@@ -13,6 +13,7 @@ import (
 	"gocloud.dev/blob/gcsblob"
 
 	"github.com/nst-project/nst/storage"
+	"github.com/nst-project/nst/storage/storagetest"
 )
 
 // TestStoredEscapeSequencesListedAsStored: on S3 and GCS, an object stored by another tool
@@ -34,7 +35,7 @@ func TestStoredEscapeSequencesListedAsStored(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			return openURL(t, f.url(name))
+			return openURL(t, storagetest.S3URL(f.srv.URL, name))
 		}},
 		{"GCS", func(t *testing.T) *blob.Bucket {
 			srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
