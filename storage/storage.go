@@ -415,10 +415,12 @@ func (b *Bucket) read(ctx context.Context, key string, maxBytes int64) ([]byte, 
 // GCS below).
 //
 // The write asks the backend to refuse existing keys (WriterOptions
-// .IfNotExist: S3 If-None-Match, GCS DoesNotExist), which S3, GCS and
-// gofakes3 enforce atomically on the server; fileblob's check is racy. A
-// Exists check goes first so that backends that ignore the condition still
-// refuse in the common case; that check alone is racy.
+// .IfNotExist: S3 If-None-Match, GCS DoesNotExist), which S3, GCS and moto
+// enforce atomically on the server; gofakes3 does only for objects uploaded
+// in one part, under 16 MiB (storagetest.Caveats.LargeIfNotExistIgnored), and
+// fileblob's check is racy. An Exists check goes first so that backends that
+// ignore the condition still refuse in the common case; that check alone is
+// racy.
 //
 // If an attempt fails transiently and a later one finds the key taken by an
 // object with this data's MD5, the earlier attempt landed and WriteOnce
