@@ -13,6 +13,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 // env is one backend for the end-to-end scenario.
@@ -39,7 +40,7 @@ func (e env) bucket(t *testing.T, u string) *blob.Bucket {
 }
 
 func (e env) config(manifest string) Config {
-	return Config{ManifestURL: manifest, OpenBucket: e.runOpen, NewEngine: fakeEngine(transfer.Fake{}), RunID: "r1", Version: "test"}
+	return Config{ManifestURL: manifest, OpenBucket: e.runOpen, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test"}
 }
 
 // runScenario: a manifest with three contents, two styles and two presets runs to completion
@@ -286,7 +287,7 @@ func TestCancelAndResume(t *testing.T) {
 		}
 	}}
 	cfg := e.config(man)
-	cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
 	cfg.Progress, cfg.GPUJobs, cfg.CheckpointEvery = prog, 1, 1000
 	rep, err := Run(ctx, cfg)
 	if !errors.Is(err, context.Canceled) || rep == nil || rep.Stopped != "interrupted" || rep.Interrupted != 1 {
@@ -311,7 +312,7 @@ func TestCancelAndResume(t *testing.T) {
 	first := prog.steps.Load()
 
 	prog2 := &countingProgress{}
-	cfg.Progress, cfg.NewEngine = prog2, fakeEngine(transfer.Fake{})
+	cfg.Progress, cfg.NewEngine = prog2, fakeEngine(fake.Engine{AnySize: true})
 	rep, err = Run(t.Context(), cfg)
 	if err != nil || rep.Done != 2 {
 		t.Fatalf("resumed run: %v, %+v", err, rep)
@@ -358,7 +359,7 @@ func TestPanicIsPairError(t *testing.T) {
 	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
 	cfg := e.config(man)
-	cfg.NewEngine = fakeEngine(transfer.Fake{FailIf: func(r transfer.Request) error {
+	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, FailIf: func(r transfer.Request) error {
 		if r.Content.Bounds().Dx() == 14 { // sub/b.png
 			panic("boom")
 		}
