@@ -197,10 +197,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 				continue // a cancellation that arrived after its job ended
 			}
 		}
-		jobCtx, cancel := context.WithCancel(ctx)
-		if !j.Deadline.IsZero() {
-			jobCtx, cancel = context.WithDeadline(ctx, j.Deadline)
-		}
+		jobCtx, cancel := jobContext(ctx, j.Deadline)
 		done := make(chan struct{})
 		var sendErr error // the job's last event could not be sent: the parent would wait forever
 		go func() {
@@ -231,6 +228,15 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 			return fmt.Errorf("worker: send result: %w", sendErr)
 		}
 	}
+}
+
+// jobContext is a job's context: cancelled by the parent, and ended at the caller's deadline
+// if it has one.
+func jobContext(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline)
 }
 
 // runJob runs a job or a batch and returns the event that ends it.
