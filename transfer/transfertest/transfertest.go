@@ -500,7 +500,8 @@ func testResumeMismatch(t *testing.T, e transfer.Optimizer, _ Caveats) {
 // testCancel: cancelling mid-run returns the context's error and hands over one checkpoint of
 // what was reached; resuming it completes the run.
 func testCancel(t *testing.T, e transfer.Optimizer, c Caveats) {
-	p := params(100)
+	steps := cancelSteps(c)
+	p := params(steps)
 	req := request(p)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -526,18 +527,27 @@ func testCancel(t *testing.T, e transfer.Optimizer, c Caveats) {
 		t.Fatalf("%d checkpoints, want exactly one on cancellation", len(cps))
 	}
 	cp := cps[0]
-	if (!c.CancelLags && cp.Step != 3) || cp.Step < 3 || cp.Step >= 100 {
+	if (!c.CancelLags && cp.Step != 3) || cp.Step < 3 || cp.Step >= steps {
 		t.Errorf("checkpoint at step %d, want 3 (cancelled there)", cp.Step)
 	}
 	r := request(p)
 	r.Resume = roundTrip(t, cp)
 	got := stylize(t, e, r)
-	if len(got.Log) != 100 {
-		t.Errorf("resumed run logged %d steps, want 100", len(got.Log))
+	if len(got.Log) != steps {
+		t.Errorf("resumed run logged %d steps, want %d", len(got.Log), steps)
 	}
 	if d := sameLosses(got.Log[:cp.Step], cp.Log); d != "" {
 		t.Errorf("resumed log does not start with the checkpoint's: %s", d)
 	}
+}
+
+// cancelSteps is the length of the runs the cancellation tests cancel at step 3: long enough
+// that a lagging cancellation still lands mid-run.
+func cancelSteps(c Caveats) int {
+	if c.CancelLags {
+		return 300
+	}
+	return 100
 }
 
 func testCancelledBeforeStart(t *testing.T, e transfer.Optimizer, _ Caveats) {
@@ -880,9 +890,10 @@ func testBatchFailures(t *testing.T, e transfer.Optimizer, c Caveats) {
 
 // testBatchCancel: cancelling a batch stops every request with the context's error; each that
 // made progress hands over one checkpoint, which resumes to the full run.
-func testBatchCancel(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testBatchCancel(t *testing.T, e transfer.Optimizer, c Caveats) {
 	b := batcher(t, e)
-	p := params(100)
+	steps := cancelSteps(c)
+	p := params(steps)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	reqs := []transfer.Request{request(p), request(p), request(p)}
@@ -914,14 +925,22 @@ func testBatchCancel(t *testing.T, e transfer.Optimizer, _ Caveats) {
 	if len(cps[0]) != 1 {
 		t.Fatalf("request 0 (cancelled at its step 3) got %d checkpoints, want one", len(cps[0]))
 	}
+	// Every checkpoint is whole; the last request's that has one resumes to the full run (one
+	// resume: ResumeEqualsUninterrupted checks them thoroughly).
+	last := 0
 	for i := range reqs {
 		if len(cps[i]) == 0 {
 			continue
 		}
-		r := request(p)
-		r.Resume = roundTrip(t, cps[i][0])
-		if got := stylize(t, e, r); len(got.Log) != 100 {
-			t.Errorf("request %d resumed from step %d logged %d steps, want 100", i, cps[i][0].Step, len(got.Log))
+		last = i
+		if c := cps[i][0]; c.Step < 1 || c.Step != len(c.Log) || len(c.Image) != 3*c.Width*c.Height {
+			t.Errorf("request %d: checkpoint at step %d with %d logged steps and %d values for %dx%d",
+				i, c.Step, len(c.Log), len(c.Image), c.Width, c.Height)
 		}
+	}
+	r := request(p)
+	r.Resume = roundTrip(t, cps[last][0])
+	if got := stylize(t, e, r); len(got.Log) != steps {
+		t.Errorf("request %d resumed from step %d logged %d steps, want %d", last, cps[last][0].Step, len(got.Log), steps)
 	}
 }
