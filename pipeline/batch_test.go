@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
-// batchingFake is transfer.Fake as a BatchOptimizer: it records the size of every batch and
+// batchingFake is fake.Engine as a BatchOptimizer: it records the size of every batch and
 // runs its requests one after another (Fake's results are deterministic, so a batched run's
 // outputs must equal an unbatched one's).
 type batchingFake struct {
-	transfer.Fake
+	fake.Engine
 	mu      sync.Mutex
 	sizes   []int
 	singles int
@@ -25,7 +26,7 @@ func (b *batchingFake) Stylize(ctx context.Context, req transfer.Request) (*tran
 	b.mu.Lock()
 	b.singles++
 	b.mu.Unlock()
-	return b.Fake.Stylize(ctx, req)
+	return b.Engine.Stylize(ctx, req)
 }
 
 func (b *batchingFake) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
@@ -34,7 +35,7 @@ func (b *batchingFake) StylizeBatch(ctx context.Context, reqs []transfer.Request
 	b.mu.Unlock()
 	res, errs := make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
 	for i, r := range reqs {
-		res[i], errs[i] = b.Fake.Stylize(ctx, r)
+		res[i], errs[i] = b.Engine.Stylize(ctx, r)
 	}
 	return res, errs
 }
@@ -62,9 +63,9 @@ func TestBatchSize(t *testing.T) {
 		}
 		return out, rep
 	}
-	bf := &batchingFake{Fake: transfer.Fake{StepDelay: 5 * time.Millisecond}} // items queue up behind compute
+	bf := &batchingFake{Engine: fake.Engine{AnySize: true, StepDelay: 5 * time.Millisecond}} // items queue up behind compute
 	batched, rep := run(4, bf)
-	single, _ := run(1, transfer.Fake{StepDelay: 5 * time.Millisecond})
+	single, _ := run(1, fake.Engine{AnySize: true, StepDelay: 5 * time.Millisecond})
 	if rep.Done != 12 {
 		t.Fatalf("done %d, want 12", rep.Done)
 	}

@@ -28,7 +28,7 @@ import (
 	_ "gocloud.dev/blob/s3blob"
 
 	"github.com/nst-project/nst/storage"
-	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 	"github.com/nst-project/nst/transfer/imaging"
 )
 
@@ -364,7 +364,7 @@ func TestStorageFaults(t *testing.T) {
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "faults", Version: "test", IOJobs: 4, GPUJobs: 2,
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "faults", Version: "test", IOJobs: 4, GPUJobs: 2,
 		Logger:  slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Storage: storage.Options{OpTimeout: 400 * time.Millisecond, Retry: storage.RetryPolicy{Attempts: 4, Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}}}
 
@@ -520,7 +520,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	man := writeManifest(t, manifestText("s3://in/contents/?"+q, "s3://in/styles/?"+q, "s3://out/r/?"+q, ""))
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "secrets", Version: "test",
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "secrets", Version: "test",
 		Logger:  slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Storage: storage.Options{OpTimeout: 300 * time.Millisecond, Retry: storage.RetryPolicy{Attempts: 3, Base: time.Millisecond, Max: 5 * time.Millisecond}}}
 	rep, err := Run(t.Context(), cfg)

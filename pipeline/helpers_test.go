@@ -25,6 +25,7 @@ import (
 	"gocloud.dev/blob/memblob"
 
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 	"github.com/nst-project/nst/transfer/imaging"
 )
 
@@ -134,7 +135,7 @@ spec:
 }
 
 // fakeEngine returns a NewEngine giving f.
-func fakeEngine(f transfer.Fake) func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+func fakeEngine(f fake.Engine) func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
 	return func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) { return f, nil, nil }
 }
 

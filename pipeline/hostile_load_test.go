@@ -16,7 +16,7 @@ import (
 
 	"github.com/nst-project/nst/manifests"
 	"github.com/nst-project/nst/storage"
-	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 // runWithin runs Run with the fake engine and fails the test if it has not returned after d
@@ -24,7 +24,7 @@ import (
 func runWithin(t *testing.T, d time.Duration, cfg Config) (*Report, error) {
 	t.Helper()
 	if cfg.NewEngine == nil {
-		cfg.NewEngine = fakeEngine(transfer.Fake{})
+		cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true})
 	}
 	if cfg.RunID == "" {
 		cfg.RunID = "hostile"
@@ -225,7 +225,7 @@ func TestQueryOptionsKnownToGocloud(t *testing.T) {
 // is read.
 func TestRunIDChecked(t *testing.T) {
 	for _, id := range []string{"../x", "Run", "a b", "x\x1b[31m", "-a", strings.Repeat("a", 82)} {
-		_, err := Run(t.Context(), Config{ManifestURL: "/nonexistent/manifest.yaml", RunID: id, NewEngine: fakeEngine(transfer.Fake{})})
+		_, err := Run(t.Context(), Config{ManifestURL: "/nonexistent/manifest.yaml", RunID: id, NewEngine: fakeEngine(fake.Engine{AnySize: true})})
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "run ID") || strings.Contains(err.Error(), "nonexistent") {
 			t.Errorf("RunID %q: %v; want ErrInvalid about the run ID only", id, err)
 		}

@@ -16,7 +16,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/manifests"
-	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 // weightsManifest is the standard batch with random weights of seed seed (other weights: other
@@ -111,7 +111,7 @@ func TestOnConflict(t *testing.T) {
 	defer cancel()
 	cfg := e.config(man)
 	cfg.OnConflict, cfg.GPUJobs = manifests.ConflictReplace, 1
-	cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: 5 * time.Millisecond})
+	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: 5 * time.Millisecond})
 	var done atomic.Int64
 	cfg.Progress = progressFunc(func(r PairResult) {
 		count(r)
@@ -191,7 +191,7 @@ func TestIndexRecovery(t *testing.T) {
 		"  presets:\n    - {name: soft, styleWeight: 10}\n    - {name: bold, styleWeight: 1000}\n", "", 1))
 	out := s.direct(t, "out")
 	steps := &countingProgress{}
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "recovery", Version: "test", Progress: steps}
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "recovery", Version: "test", Progress: steps}
 
 	// The marker of a.png cannot be written: its item fails after its provenance.
 	s.mu.Lock()

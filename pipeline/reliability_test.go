@@ -26,6 +26,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 	"github.com/nst-project/nst/transfer/imaging"
 	"github.com/nst-project/nst/transfer/imaging/imagingtest"
 )
@@ -156,7 +157,7 @@ func TestBadImageCatalogue(t *testing.T) {
 	}
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(24, 24, 4)))
 	cfg := e.config(writeManifest(t, relManifest("")))
-	cfg.NewEngine = fakeEngine(transfer.Fake{EnforceMinSide: true})
+	cfg.NewEngine = fakeEngine(fake.Engine{})
 	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +301,7 @@ spec:
 			var opened atomic.Int64
 			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
 				opened.Add(1)
-				return transfer.Fake{}, nil, nil
+				return fake.Engine{AnySize: true}, nil, nil
 			}
 			cfg.CacheDir = t.TempDir()
 			_, err := Run(t.Context(), cfg)
@@ -330,7 +331,7 @@ spec:
 
 // crashingEngine fails one content's pairs the way a libtorch error does (an error from
 // Stylize) and panics for another; the rest go to Fake.
-type crashingEngine struct{ transfer.Fake }
+type crashingEngine struct{ fake.Engine }
 
 func (e crashingEngine) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
 	switch req.Content.Bounds().Dx() {
@@ -339,7 +340,7 @@ func (e crashingEngine) Stylize(ctx context.Context, req transfer.Request) (*tra
 	case 22:
 		panic("libtorch: std::bad_alloc")
 	}
-	return e.Fake.Stylize(ctx, req)
+	return e.Engine.Stylize(ctx, req)
 }
 
 // TestEngineFailuresIsolated: a NaN loss, an engine error and an engine panic each fail only
@@ -355,7 +356,7 @@ func TestEngineFailuresIsolated(t *testing.T) {
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
 	cfg := e.config(writeManifest(t, relManifest("")))
 	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
-		return crashingEngine{}, nil, nil
+		return crashingEngine{fake.Engine{AnySize: true}}, nil, nil
 	}
 	cfg.GPUJobs = 2
 	rep, res, err := runResults(t.Context(), cfg)
@@ -383,7 +384,7 @@ func TestEngineFailuresIsolated(t *testing.T) {
 
 // dropLateCheckpoints passes checkpoints through until ctx is cancelled, then drops them: a
 // SIGKILL, where no last checkpoint is written.
-type dropLateCheckpoints struct{ transfer.Fake }
+type dropLateCheckpoints struct{ fake.Engine }
 
 func (d dropLateCheckpoints) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
 	on := req.OnCheckpoint
@@ -393,7 +394,7 @@ func (d dropLateCheckpoints) Stylize(ctx context.Context, req transfer.Request) 
 		}
 		return on(c)
 	}
-	return d.Fake.Stylize(ctx, req)
+	return d.Engine.Stylize(ctx, req)
 }
 
 // TestKillLosesOnlyStepsSinceCheckpoint: with checkpoints every 5 steps and no checkpoint on
@@ -410,7 +411,7 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	cfg := e.config(man)
 	cfg.CheckpointEvery = 5
 	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
-		return dropLateCheckpoints{transfer.Fake{StepDelay: time.Millisecond}}, nil, nil
+		return dropLateCheckpoints{fake.Engine{AnySize: true, StepDelay: time.Millisecond}}, nil, nil
 	}
 	cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
 		if step == 18 {
@@ -420,7 +421,7 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	if _, err := Run(ctx, cfg); !errors.Is(err, context.Canceled) {
 		t.Fatalf("killed run: %v", err)
 	}
-	cfg.NewEngine, cfg.Progress = fakeEngine(transfer.Fake{StepDelay: time.Millisecond}), nil // same synthetic ElapsedS
+	cfg.NewEngine, cfg.Progress = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond}), nil // same synthetic ElapsedS
 	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil || rep.Done != 1 {
 		t.Fatalf("resumed run: %v %+v", err, rep)
@@ -434,7 +435,7 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	put(t, in2, "contents/a.png", pngBytes(t, testImage(20, 20, 1)))
 	put(t, in2, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
 	cfg2 := e2.config(man)
-	cfg2.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+	cfg2.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
 	rep2, res2, err := runResults(t.Context(), cfg2)
 	if err != nil || rep2.Done != 1 {
 		t.Fatal(err)
@@ -475,7 +476,7 @@ spec:
   params: {size: 8, steps: 1}
   output: {url: "file://%s/out/"}
 `, root, root, root))
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "load", Version: "test", GPUJobs: 2, IOJobs: 4}
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "load", Version: "test", GPUJobs: 2, IOJobs: 4}
 	runtime.GC()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -15,6 +15,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 // env is one backend for the end-to-end scenario.
@@ -41,7 +42,7 @@ func (e env) bucket(t *testing.T, u string) *blob.Bucket {
 }
 
 func (e env) config(manifest string) Config {
-	return Config{ManifestURL: manifest, OpenBucket: e.runOpen, NewEngine: fakeEngine(transfer.Fake{}), RunID: "r1", Version: "test"}
+	return Config{ManifestURL: manifest, OpenBucket: e.runOpen, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test"}
 }
 
 // runScenario: a manifest with three contents, two styles and two presets runs to completion
@@ -288,7 +289,7 @@ func TestCancelAndResume(t *testing.T) {
 		}
 	}}
 	cfg := e.config(man)
-	cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
 	cfg.Progress, cfg.GPUJobs, cfg.CheckpointEvery = prog, 1, 1000
 	rep, err := Run(ctx, cfg)
 	if !errors.Is(err, context.Canceled) || rep == nil || rep.Stopped != "interrupted" || rep.Interrupted != 1 {
@@ -311,7 +312,7 @@ func TestCancelAndResume(t *testing.T) {
 	first := prog.steps.Load()
 
 	prog2 := &countingProgress{}
-	cfg.Progress, cfg.NewEngine = prog2, fakeEngine(transfer.Fake{})
+	cfg.Progress, cfg.NewEngine = prog2, fakeEngine(fake.Engine{AnySize: true})
 	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil || rep.Done != 2 {
 		t.Fatalf("resumed run: %v, %+v", err, rep)
@@ -358,7 +359,7 @@ func TestPanicIsPairError(t *testing.T) {
 	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
 	cfg := e.config(man)
-	cfg.NewEngine = fakeEngine(transfer.Fake{FailIf: func(r transfer.Request) error {
+	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, FailIf: func(r transfer.Request) error {
 		if r.Content.Bounds().Dx() == 14 { // sub/b.png
 			panic("boom")
 		}
@@ -437,7 +438,7 @@ func TestInterruptedAttempts(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		cfg := e.config(man)
-		cfg.NewEngine = fakeEngine(transfer.Fake{StepDelay: time.Millisecond})
+		cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
 		cfg.GPUJobs, cfg.CheckpointEvery, cfg.GracePeriod = 1, 5, grace
 		cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
 			if step == 12 {
@@ -488,7 +489,7 @@ func TestSummaryNotWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	man := writeManifest(t, manifestText("file://"+root+"/in/contents/", "file://"+root+"/in/styles/", "file://"+root+"/out/", ""))
-	rep, err := Run(t.Context(), Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "r1", Version: "test"})
+	rep, err := Run(t.Context(), Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test"})
 	if err == nil || !strings.Contains(err.Error(), "summary") || rep == nil || rep.SummaryKey != "" || rep.Done != 2 {
 		t.Errorf("%v; report %+v", err, rep)
 	}

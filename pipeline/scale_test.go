@@ -23,7 +23,7 @@ import (
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/s3blob"
 
-	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 // countedS3 is gofakes3 behind a handler that counts requests by verb (LIST, GET, HEAD, PUT,
@@ -155,7 +155,7 @@ func TestRequestBudget(t *testing.T) {
 	man := scaleCatalogue(t, s, contents)
 	items := seedDone(t, s, man)
 	s.take()
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "budget", Version: "test"}
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "budget", Version: "test"}
 
 	rep, err := Run(t.Context(), cfg)
 	noop := s.take()
@@ -234,7 +234,7 @@ func TestMemoryPerItem(t *testing.T) {
 		man := scaleCatalogue(t, s, contents)
 		items := seedDone(t, s, man)
 		m := &midwayHeap{half: int64(items / 2)}
-		cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "mem", Version: "test", Progress: m}
+		cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "mem", Version: "test", Progress: m}
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 func solidPNG(t testing.TB, w, h int, c color.NRGBA) []byte {
@@ -64,7 +64,7 @@ spec:
   output: {url: "file://`+root+`/out/"}
 `)
 	for i := range 2 {
-		cfg := Config{ManifestURL: man, NewEngine: fakeEngine(transfer.Fake{}), RunID: "r1", Version: "test", Report: true,
+		cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test", Report: true,
 			ShardIndex: i, ShardCount: 2}
 		rep, err := Run(t.Context(), cfg)
 		if err != nil {

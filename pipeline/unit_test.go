@@ -12,6 +12,7 @@ import (
 
 	"github.com/nst-project/nst/manifests"
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 // pairsOf expands a manifest over mem:// contents and styles and returns its pairs, in order.
@@ -326,8 +327,8 @@ func TestPlan(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	for _, c := range []Config{
 		{},
-		{ManifestURL: "m.yaml", ShardIndex: 2, ShardCount: 2, NewEngine: fakeEngine(transfer.Fake{})},
-		{ManifestURL: "m.yaml", GPUJobs: -1, NewEngine: fakeEngine(transfer.Fake{})},
+		{ManifestURL: "m.yaml", ShardIndex: 2, ShardCount: 2, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
+		{ManifestURL: "m.yaml", GPUJobs: -1, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
 		{ManifestURL: "m.yaml"}, // no engine
 	} {
 		if _, err := Run(t.Context(), c); !errors.Is(err, ErrInvalid) {

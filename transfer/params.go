@@ -1,8 +1,10 @@
 // Package transfer holds what the style-transfer engine is asked and what it answers: Params,
-// Request, Result, the Optimizer interface, and Fake, a pure-Go Optimizer for tests of
-// everything around the engine. The libtorch engine lives in transfer/torch and the engine in
-// child processes in transfer/worker; this package imports only transfer/imaging (pure Go) and
-// no cgo, so the pipeline builds and tests without libtorch.
+// Request, Result, the Optimizer interface, and what every engine shares so that they behave
+// alike: request checks (Request.Validate), the pyramid of sizes (Pyramid) and the step
+// bookkeeping (Steps). The libtorch engine lives in transfer/torch, the engine in child
+// processes in transfer/worker, a pure-Go fake for tests in transfer/fake, and the contract
+// they all pass in transfer/transfertest. This package imports only transfer/imaging (pure
+// Go) and no cgo, so the pipeline builds and tests without libtorch.
 package transfer
 
 import (

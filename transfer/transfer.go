@@ -49,6 +49,40 @@ type Request struct {
 	OnCheckpoint    func(*Checkpoint) error
 }
 
+// Validate checks what every engine needs of a request before any work: valid Params, a
+// content image and at least one style image (none nil or empty), StyleKeys (if any) and
+// Params.StyleBlend (if any) of the styles' length. It reports every problem at once, each
+// naming its field, in an error wrapping ErrBadInput. Sizes are Pyramid's to check.
+func (r Request) Validate() error {
+	var errs []error
+	if err := r.Params.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Content == nil || r.Content.Bounds().Empty() {
+		errs = append(errs, errors.New("content: no image"))
+	}
+	if len(r.Styles) == 0 {
+		errs = append(errs, errors.New("styles: no style image"))
+	}
+	for i, s := range r.Styles {
+		if s == nil || s.Bounds().Empty() {
+			errs = append(errs, fmt.Errorf("styles[%d]: no image", i))
+		}
+	}
+	if len(r.StyleKeys) > 0 && len(r.StyleKeys) != len(r.Styles) {
+		errs = append(errs, fmt.Errorf("styleKeys: %d keys for %d style images", len(r.StyleKeys), len(r.Styles)))
+	}
+	if len(r.Styles) > 0 {
+		if _, err := r.Params.BlendWeights(len(r.Styles)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrBadInput, errors.Join(errs...))
+	}
+	return nil
+}
+
 // Result is a finished stylisation.
 type Result struct {
 	Image    *image.NRGBA

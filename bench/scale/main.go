@@ -50,6 +50,7 @@ import (
 
 	"github.com/nst-project/nst/pipeline"
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
 )
 
 func main() {
@@ -372,7 +373,7 @@ func child(args []string) error {
 	defer cancel()
 	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, GPUJobs: runtime.NumCPU(),
 		NewEngine: func(context.Context, pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
-			return transfer.Fake{}, nil, nil
+			return fake.Engine{}, nil, nil
 		}}
 	var res childResult
 	switch mode {

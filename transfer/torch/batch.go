@@ -2,10 +2,7 @@ package torch
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"time"
+	"image"
 
 	"github.com/sugarme/gotch/ts"
 
@@ -68,25 +65,20 @@ func batchable(reqs []transfer.Request) bool {
 func (e *Engine) runBatch(ctx context.Context, reqs []transfer.Request, results []*transfer.Result, errs []error) {
 	n := len(reqs)
 	runs := make([]*run, n)
-	plans := make([]scalePlan, n)
-	start := time.Now()
+	plans := make([][]scalePlan, n)
 	for i, req := range reqs {
-		blend, err := req.Params.BlendWeights(len(req.Styles))
-		if err != nil {
-			errs[i] = fmt.Errorf("%w: %w", transfer.ErrBadInput, err)
+		if err := req.Validate(); err != nil {
+			errs[i] = err
 			continue
 		}
-		runs[i] = &run{e: e, req: req, blend: blend, start: start}
-		if d := runs[i].deepest(); d >= len(e.m.convs) {
-			errs[i] = fmt.Errorf("%w: layer %s is deeper than the weights", transfer.ErrBadInput, transfer.LayerNames()[d])
-			continue
-		}
-		pl, err := runs[i].plan()
+		blend, _ := req.Params.BlendWeights(len(req.Styles)) // checked by Validate
+		runs[i] = &run{e: e, req: req, blend: blend}
+		pl, _, err := runs[i].start() // no Resume: batchable
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		plans[i] = pl[0]
+		plans[i] = pl
 	}
 	// Sizes must agree; any request that cannot join runs alone.
 	var live []int
@@ -94,15 +86,15 @@ func (e *Engine) runBatch(ctx context.Context, reqs []transfer.Request, results 
 		if errs[i] != nil {
 			continue
 		}
-		if len(live) > 0 && !plans[i].content.Rect.Size().Eq(plans[live[0]].content.Rect.Size()) {
-			results[i], errs[i] = runs[i].stylize(ctx)
+		if len(live) > 0 && !plans[i][0].content.Rect.Size().Eq(plans[live[0]][0].content.Rect.Size()) {
+			results[i], errs[i] = runs[i].optimise(ctx, plans[i], 0)
 			continue
 		}
 		live = append(live, i)
 	}
 	if len(live) == 1 {
 		i := live[0]
-		results[i], errs[i] = runs[i].stylize(ctx)
+		results[i], errs[i] = runs[i].optimise(ctx, plans[i], 0)
 		return
 	}
 	if len(live) == 0 {
@@ -117,9 +109,15 @@ func (e *Engine) runBatch(ctx context.Context, reqs []transfer.Request, results 
 	}
 }
 
-// optimiseBatch is optimiseScale for several images at once (Adam, one scale).
-func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, plans []scalePlan, live []int, results []*transfer.Result, errs []error) error {
+// optimiseBatch is optimiseScale for several images at once (Adam, one scale): one
+// forward/backward for all, then each request's own bookkeeping (transfer.Steps).
+func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, levels [][]scalePlan, live []int, results []*transfer.Result, errs []error) error {
 	p := runs[live[0]].req.Params
+	plans := make([]scalePlan, len(runs))
+	for _, i := range live {
+		plans[i] = levels[i][0]
+		runs[i].steps.StartLevel(0)
+	}
 	w, h := plans[live[0]].content.Rect.Dx(), plans[live[0]].content.Rect.Dy()
 	var s scope
 	defer s.drop()
@@ -171,27 +169,41 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, plans []scalePl
 	ad := newAdam(p.LR)
 	defer ad.drop()
 
-	// item returns views of the batch tensors for one request: its image and Adam state.
-	item := func(ss *scope, b int) (*ts.Tensor, *adam) {
-		xi := ss.narrow(x, 0, int64(b), 1)
-		a := &adam{t: ad.t}
-		if ad.m != nil {
-			a.m, a.v = ss.narrow(ad.m, 0, int64(b), 1), ss.narrow(ad.v, 0, int64(b), 1)
+	// state and picture read one request's slice of the batch tensors: its image and Adam
+	// state, its picture.
+	state := func(b, i int) func() (*transfer.Checkpoint, error) {
+		return func() (*transfer.Checkpoint, error) {
+			var ss scope
+			defer ss.drop()
+			xi := ss.narrow(x, 0, int64(b), 1)
+			a := &adam{t: ad.t}
+			if ad.m != nil {
+				a.m, a.v = ss.narrow(ad.m, 0, int64(b), 1), ss.narrow(ad.v, 0, int64(b), 1)
+			}
+			if !ss.ok() {
+				return nil, ss.err
+			}
+			return runs[i].state(xi, a)
 		}
-		return xi, a
+	}
+	picture := func(b, i int) func() (*image.NRGBA, error) {
+		return func() (*image.NRGBA, error) {
+			var ss scope
+			defer ss.drop()
+			xi := ss.narrow(x, 0, int64(b), 1)
+			if !ss.ok() {
+				return nil, ss.err
+			}
+			return runs[i].snapshot(xi, w, h)
+		}
 	}
 	failed := func(i int) bool { return errs[i] != nil }
 	for k := 0; k < p.Steps; k++ {
 		if err := ctx.Err(); err != nil {
 			for b, i := range live {
-				if failed(i) {
-					continue
+				if !failed(i) {
+					errs[i] = runs[i].steps.Stop(err, state(b, i))
 				}
-				var ss scope
-				xi, a := item(&ss, b)
-				ckErr := runs[i].saveCheckpoint(xi, a, 0, k)
-				ss.drop()
-				errs[i] = errors.Join(fmt.Errorf("stopped after step %d: %w", len(runs[i].log), err), ckErr)
 			}
 			return nil
 		}
@@ -211,39 +223,9 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, plans []scalePl
 			if failed(i) {
 				continue
 			}
-			if !parts[b].finite() {
-				errs[i] = fmt.Errorf("%w at step %d (content %g, style %g, tv %g, total %g): lower the learning rate or the loss weights",
-					transfer.ErrNonFinite, len(runs[i].log)+1, parts[b].content, parts[b].style, parts[b].tv, parts[b].total)
-				continue
-			}
-			if err := runs[i].record(parts[b], 0, 1); err != nil {
+			if err := runs[i].steps.Record(parts[b].step(), picture(b, i), state(b, i)); err != nil {
 				errs[i] = err
 				continue
-			}
-			n := len(runs[i].log)
-			req := runs[i].req
-			if req.SaveEvery > 0 && req.OnImage != nil && n%req.SaveEvery == 0 {
-				var vs scope
-				xi, _ := item(&vs, b)
-				img, err := runs[i].snapshot(xi, w, h)
-				vs.drop()
-				if err == nil {
-					err = req.OnImage(n, img)
-				}
-				if err != nil {
-					errs[i] = fmt.Errorf("save image at step %d: %w", n, err)
-					continue
-				}
-			}
-			if req.CheckpointEvery > 0 && req.OnCheckpoint != nil && n%req.CheckpointEvery == 0 && k+1 < p.Steps {
-				var vs scope
-				xi, a := item(&vs, b)
-				err := runs[i].saveCheckpoint(xi, a, 0, k+1)
-				vs.drop()
-				if err != nil {
-					errs[i] = err
-					continue
-				}
 			}
 			alive++
 		}
@@ -264,7 +246,7 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, plans []scalePl
 		if p.PreserveColors {
 			img = imaging.CombineLuminance(img, imaging.Fit(asNRGBA(runs[i].req.Content), p.Size))
 		}
-		results[i] = &transfer.Result{Image: img, Log: runs[i].log, Duration: time.Since(runs[i].start)}
+		results[i] = runs[i].steps.Result(img)
 	}
 	return nil
 }

@@ -19,12 +19,10 @@ import (
 	"image"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -269,28 +267,16 @@ func (c *styleCache) put(key string, grams map[string]hostGram) {
 
 // Stylize runs one stylisation. See transfer.Optimizer.
 func (e *Engine) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
-	if err := req.Params.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", transfer.ErrBadInput, err)
+	if err := req.Validate(); err != nil {
+		return nil, err
 	}
-	if req.Content == nil || len(req.Styles) == 0 {
-		return nil, fmt.Errorf("%w: a content image and at least one style image are needed", transfer.ErrBadInput)
-	}
-	if len(req.StyleKeys) != 0 && len(req.StyleKeys) != len(req.Styles) {
-		return nil, fmt.Errorf("%w: %d style keys for %d styles", transfer.ErrBadInput, len(req.StyleKeys), len(req.Styles))
-	}
-	blend, err := req.Params.BlendWeights(len(req.Styles))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", transfer.ErrBadInput, err)
-	}
-	if req.Resume != nil && req.Resume.ParamsDigest != req.Params.Digest() {
-		return nil, fmt.Errorf("%w: it was made with other parameters", transfer.ErrCheckpointMismatch)
-	}
+	blend, _ := req.Params.BlendWeights(len(req.Styles)) // checked by Validate
 
 	// One OS thread for the whole run: libtorch's error slot and grad mode are per thread.
 	var res *transfer.Result
-	err = e.os.do(func() (err error) {
+	err := e.os.do(func() (err error) {
 		setThreads(e.threads)
-		r := &run{e: e, req: req, blend: blend, start: time.Now()}
+		r := &run{e: e, req: req, blend: blend}
 		res, err = r.stylize(ctx)
 		return err
 	})
@@ -305,10 +291,8 @@ type run struct {
 	e     *Engine
 	req   transfer.Request
 	blend []float64
-	start time.Time
-	log   []transfer.Step
-	// elapsedBefore is the time a resumed checkpoint had already spent.
-	elapsedBefore float64
+	// steps keeps the log and the callbacks' cadence (transfer.Steps).
+	steps *transfer.Steps
 }
 
 // scalePlan is one level of the pyramid: the content and styles at that level's size.
@@ -324,11 +308,15 @@ func asNRGBA(img image.Image) *image.NRGBA {
 	return imaging.ToNRGBA(img)
 }
 
-// plan scales the inputs for each level of the pyramid: level i of n has longest side
-// size/2^(n-1-i) (the content's own size, capped at Params.Size, for the last level). With
-// colour preservation the optimisation sees luminance images (Gatys et al. 2016).
+// plan checks the layers against the weights and scales the inputs for each level of the
+// pyramid (transfer.Pyramid). With colour preservation the optimisation sees luminance
+// images (Gatys et al. 2016).
 func (r *run) plan() ([]scalePlan, error) {
 	p := r.req.Params
+	if d := r.deepest(); d >= len(r.e.m.convs) {
+		return nil, fmt.Errorf("%w: layer %s is deeper than the weights, which end at %s",
+			transfer.ErrBadInput, transfer.LayerNames()[d], r.e.m.convs[len(r.e.m.convs)-1].name)
+	}
 	content := asNRGBA(r.req.Content)
 	styles := make([]*image.NRGBA, len(r.req.Styles))
 	for i, s := range r.req.Styles {
@@ -340,37 +328,13 @@ func (r *run) plan() ([]scalePlan, error) {
 		}
 		content = imaging.Luminance(content)
 	}
-	full := imaging.Fit(content, p.Size)
-	fw, fh := full.Rect.Dx(), full.Rect.Dy()
-	n := max(p.Scales, 1)
-	need := transfer.MinSide(p)
-	plans := make([]scalePlan, n)
-	for i := range plans {
-		c := full
-		if k := n - 1 - i; k > 0 {
-			c = imaging.Fit(full, max(fw, fh)>>k)
-		}
-		cw, ch := c.Rect.Dx(), c.Rect.Dy()
-		if cw < need || ch < need {
-			return nil, fmt.Errorf("%w: the content is %dx%d px at scale %d of %d; %s needs at least %d px per side",
-				transfer.ErrBadInput, cw, ch, i+1, n, transfer.LayerNames()[r.deepest()], need)
-		}
-		plans[i].content = c
-		for _, s := range styles {
-			var sc *image.NRGBA
-			if p.StyleScale == 0 || p.StyleScale == 1 {
-				sc = imaging.Resize(s, cw, ch) // the seed: style resized to the content's shape
-			} else {
-				// StyleScale times the content's longest side, keeping the style's aspect ratio.
-				ratio := p.StyleScale * float64(max(cw, ch)) / float64(max(s.Rect.Dx(), s.Rect.Dy()))
-				sc = imaging.Resize(s, int(math.Round(float64(s.Rect.Dx())*ratio)), int(math.Round(float64(s.Rect.Dy())*ratio)))
-			}
-			if sc.Rect.Dx() < need || sc.Rect.Dy() < need {
-				return nil, fmt.Errorf("%w: a style is %dx%d px at scale %d; %s needs at least %d px per side",
-					transfer.ErrBadInput, sc.Rect.Dx(), sc.Rect.Dy(), i+1, transfer.LayerNames()[r.deepest()], need)
-			}
-			plans[i].styles = append(plans[i].styles, sc)
-		}
+	levels, err := transfer.Pyramid(p, content, styles)
+	if err != nil {
+		return nil, err
+	}
+	plans := make([]scalePlan, len(levels))
+	for i, l := range levels {
+		plans[i] = scalePlan{content: l.Content, styles: l.Styles}
 	}
 	return plans, nil
 }
@@ -384,40 +348,45 @@ func (r *run) deepest() int {
 	return depth(names)
 }
 
-func (r *run) stylize(ctx context.Context) (*transfer.Result, error) {
-	p := r.req.Params
-	if d := r.deepest(); d >= len(r.e.m.convs) {
-		return nil, fmt.Errorf("%w: layer %s is deeper than the weights, which end at %s",
-			transfer.ErrBadInput, transfer.LayerNames()[d], r.e.m.convs[len(r.e.m.convs)-1].name)
-	}
+// start plans the run and sets up its step bookkeeping; it returns the plans and the level to
+// start at (a resumed checkpoint's).
+func (r *run) start() ([]scalePlan, int, error) {
 	plans, err := r.plan()
+	if err != nil {
+		return nil, 0, err
+	}
+	r.steps = transfer.NewSteps(r.req, len(plans), nil)
+	sizes := make([]image.Point, len(plans))
+	for i, pl := range plans {
+		sizes[i] = pl.content.Rect.Size()
+	}
+	first, err := r.steps.Resume(sizes)
+	if err != nil {
+		return nil, 0, err
+	}
+	return plans, first, nil
+}
+
+func (r *run) stylize(ctx context.Context) (*transfer.Result, error) {
+	plans, first, err := r.start()
 	if err != nil {
 		return nil, err
 	}
-	first := 0
+	return r.optimise(ctx, plans, first)
+}
+
+// optimise runs the planned levels from first on.
+func (r *run) optimise(ctx context.Context, plans []scalePlan, first int) (*transfer.Result, error) {
+	p := r.req.Params
+	var err error
 	var x *tensorImage // the optimised image carried from scale to scale
-	if ck := r.req.Resume; ck != nil {
-		if ck.Scale >= len(plans) {
-			return nil, fmt.Errorf("%w: it is at scale %d of %d", transfer.ErrCheckpointMismatch, ck.Scale+1, len(plans))
-		}
-		c := plans[ck.Scale].content
-		if ck.Width != c.Rect.Dx() || ck.Height != c.Rect.Dy() {
-			return nil, fmt.Errorf("%w: it holds a %dx%d image, this run needs %dx%d at scale %d",
-				transfer.ErrCheckpointMismatch, ck.Width, ck.Height, c.Rect.Dx(), c.Rect.Dy(), ck.Scale+1)
-		}
-		first = ck.Scale
-		r.log = append(r.log, ck.Log...)
-		if len(ck.Log) > 0 {
-			r.elapsedBefore = ck.Log[len(ck.Log)-1].ElapsedS
-		}
-	}
 	var out *image.NRGBA
 	for i := first; i < len(plans); i++ {
 		var resume *transfer.Checkpoint
 		if i == first {
 			resume = r.req.Resume
 		}
-		x, out, err = r.optimiseScale(ctx, i, len(plans), plans[i], x, resume)
+		x, out, err = r.optimiseScale(ctx, i, plans[i], x, resume)
 		if err != nil {
 			return nil, err
 		}
@@ -425,7 +394,7 @@ func (r *run) stylize(ctx context.Context) (*transfer.Result, error) {
 	if p.PreserveColors {
 		out = imaging.CombineLuminance(out, imaging.Fit(asNRGBA(r.req.Content), p.Size))
 	}
-	return &transfer.Result{Image: out, Log: r.log, Duration: time.Since(r.start)}, nil
+	return r.steps.Result(out), nil
 }
 
 // tensorImage is an optimised image on the host between scales: 3 x h x w normalised values.
@@ -433,11 +402,6 @@ type tensorImage struct {
 	w, h int
 	data []float32
 }
-
-// elapsed is the run's time so far, counting what a resumed checkpoint had spent.
-func (r *run) elapsed() float64 { return r.elapsedBefore + time.Since(r.start).Seconds() }
-
-var errNonFinite = transfer.ErrNonFinite
 
 // initial is the first scale's starting image (normalised values, 3 x h x w).
 func (r *run) initial(plan scalePlan) []float32 {
@@ -462,7 +426,7 @@ func (r *run) initial(plan scalePlan) []float32 {
 // optimiseScale runs the optimiser for one level of the pyramid, starting from the previous
 // level's result (upsampled), from ck, or from Params.Init. It returns the result both as
 // normalised values (for the next level) and as an image.
-func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePlan, prev *tensorImage, ck *transfer.Checkpoint) (*tensorImage, *image.NRGBA, error) {
+func (r *run) optimiseScale(ctx context.Context, level int, plan scalePlan, prev *tensorImage, ck *transfer.Checkpoint) (*tensorImage, *image.NRGBA, error) {
 	p := r.req.Params
 	dev := r.e.dev
 	w, h := plan.content.Rect.Dx(), plan.content.Rect.Dy()
@@ -490,7 +454,6 @@ func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePl
 		return nil, nil, torchErr("requires_grad", err)
 	}
 
-	done := 0
 	var ad *adam
 	var lb *lbfgs
 	if p.Optimizer == transfer.LBFGS {
@@ -500,12 +463,14 @@ func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePl
 		ad = newAdam(p.LR)
 		defer ad.drop()
 	}
+	done := r.steps.StartLevel(level)
 	if ck != nil {
-		var err error
-		if done, err = r.restore(&s, ck, ad, w, h); err != nil {
+		if err := r.restore(&s, ck, ad, w, h); err != nil {
 			return nil, nil, err
 		}
 	}
+	state := func() (*transfer.Checkpoint, error) { return r.state(x, ad) }
+	picture := func() (*image.NRGBA, error) { return r.snapshot(x, w, h) }
 
 	var cur point // L-BFGS: the objective at x
 	defer func() {
@@ -524,9 +489,8 @@ func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePl
 	}
 
 	for k := done; k < p.Steps; k++ {
-		if err := ctx.Err(); err != nil {
-			r.saveCheckpoint(x, ad, level, k)
-			return nil, nil, fmt.Errorf("stopped after step %d: %w", len(r.log), err)
+		if err := r.steps.Check(ctx, state); err != nil {
+			return nil, nil, err
 		}
 		var parts lossParts
 		converged := false
@@ -566,27 +530,8 @@ func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePl
 				}
 			}
 		}
-		if !parts.finite() {
-			return nil, nil, fmt.Errorf("%w at step %d (content %g, style %g, tv %g, total %g): lower the learning rate or the loss weights",
-				transfer.ErrNonFinite, len(r.log)+1, parts.content, parts.style, parts.tv, parts.total)
-		}
-		if err := r.record(parts, level, levels); err != nil {
+		if err := r.steps.Record(parts.step(), picture, state); err != nil {
 			return nil, nil, err
-		}
-		n := len(r.log)
-		if r.req.SaveEvery > 0 && r.req.OnImage != nil && n%r.req.SaveEvery == 0 {
-			img, err := r.snapshot(x, w, h)
-			if err != nil {
-				return nil, nil, err
-			}
-			if err := r.req.OnImage(n, img); err != nil {
-				return nil, nil, fmt.Errorf("save image at step %d: %w", n, err)
-			}
-		}
-		if r.req.CheckpointEvery > 0 && r.req.OnCheckpoint != nil && n%r.req.CheckpointEvery == 0 && k+1 < p.Steps {
-			if err := r.saveCheckpoint(x, ad, level, k+1); err != nil {
-				return nil, nil, err
-			}
 		}
 		if converged {
 			break
@@ -597,6 +542,11 @@ func (r *run) optimiseScale(ctx context.Context, level, levels int, plan scalePl
 		return nil, nil, s.err
 	}
 	return &tensorImage{w: w, h: h, data: data}, denormalise(data, w, h), nil
+}
+
+// step is the losses as a transfer.Step for transfer.Steps.Record.
+func (l lossParts) step() transfer.Step {
+	return transfer.Step{ContentLoss: l.content, StyleLoss: l.style, TVLoss: l.tv, TotalLoss: l.total}
 }
 
 // lineEval evaluates the objective at x + t*d (x itself is left unchanged) for L-BFGS.
@@ -629,28 +579,6 @@ func (r *run) lineMove(x *ts.Tensor) func(t float64, d *ts.Tensor) error {
 	}
 }
 
-// record appends a step to the log and reports it.
-func (r *run) record(parts lossParts, level, levels int) error {
-	st := transfer.Step{
-		Step:        len(r.log) + 1,
-		ContentLoss: parts.content,
-		StyleLoss:   parts.style,
-		TVLoss:      parts.tv,
-		TotalLoss:   parts.total,
-		ElapsedS:    r.elapsed(),
-	}
-	if levels > 1 {
-		st.Scale = level + 1
-	}
-	r.log = append(r.log, st)
-	if r.req.OnStep != nil {
-		if err := r.req.OnStep(st); err != nil {
-			return fmt.Errorf("step %d: %w", st.Step, err)
-		}
-	}
-	return nil
-}
-
 // snapshot is the current image as a picture (colours restored if preserving them).
 func (r *run) snapshot(x *ts.Tensor, w, h int) (*image.NRGBA, error) {
 	var ss scope
@@ -666,28 +594,20 @@ func (r *run) snapshot(x *ts.Tensor, w, h int) (*image.NRGBA, error) {
 	return img, nil
 }
 
-// saveCheckpoint hands the current state to OnCheckpoint, if set. stepInScale is the number of
-// steps this scale has done. L-BFGS's history is not saved: a resumed L-BFGS run rebuilds it.
-func (r *run) saveCheckpoint(x *ts.Tensor, ad *adam, level, stepInScale int) error {
-	if r.req.OnCheckpoint == nil {
-		return nil
-	}
+// state is the engine's part of a checkpoint (transfer.Steps adds the rest): the image and
+// Adam's moments. L-BFGS's history is not saved: a resumed L-BFGS run rebuilds it.
+func (r *run) state(x *ts.Tensor, ad *adam) (*transfer.Checkpoint, error) {
 	var ss scope
 	defer ss.drop()
 	size, err := x.Size()
 	if err != nil {
-		return torchErr("size", err)
+		return nil, torchErr("size", err)
 	}
 	ck := &transfer.Checkpoint{
-		ParamsDigest: r.req.Params.Digest(),
-		Scale:        level,
-		Step:         len(r.log),
-		Width:        int(size[3]),
-		Height:       int(size[2]),
-		Image:        ss.float32s(x),
-		Optimizer:    r.req.Params.Optimizer,
-		State:        map[string][]float32{"scale_step": {float32(stepInScale)}},
-		Log:          append([]transfer.Step(nil), r.log...),
+		Width:  int(size[3]),
+		Height: int(size[2]),
+		Image:  ss.float32s(x),
+		State:  map[string][]float32{},
 	}
 	if ad != nil && ad.m != nil {
 		ck.State["adam_t"] = []float32{float32(ad.t)}
@@ -695,36 +615,29 @@ func (r *run) saveCheckpoint(x *ts.Tensor, ad *adam, level, stepInScale int) err
 		ck.State["adam_v"] = ss.float32s(ad.v)
 	}
 	if !ss.ok() {
-		return ss.err
+		return nil, ss.err
 	}
-	if err := r.req.OnCheckpoint(ck); err != nil {
-		return fmt.Errorf("checkpoint at step %d: %w", ck.Step, err)
-	}
-	return nil
+	return ck, nil
 }
 
-// restore loads a checkpoint's optimiser state and returns the steps its scale had done.
-func (r *run) restore(s *scope, ck *transfer.Checkpoint, ad *adam, w, h int) (int, error) {
-	st := ck.State["scale_step"]
-	if len(st) != 1 || st[0] < 0 || int(st[0]) > r.req.Params.Steps {
-		return 0, fmt.Errorf("%w: no valid step count in it", transfer.ErrCheckpointMismatch)
+// restore loads a checkpoint's Adam state (transfer.Steps.Resume has checked the rest).
+func (r *run) restore(s *scope, ck *transfer.Checkpoint, ad *adam, w, h int) error {
+	if ad == nil {
+		return nil
 	}
-	if ck.Optimizer != r.req.Params.Optimizer {
-		return 0, fmt.Errorf("%w: it was made by %s, this run uses %s", transfer.ErrCheckpointMismatch, ck.Optimizer, r.req.Params.Optimizer)
+	t := ck.State["adam_t"]
+	if len(t) != 1 {
+		return nil // saved before Adam's first step
 	}
-	if ad != nil {
-		if t := ck.State["adam_t"]; len(t) == 1 {
-			m, v := ck.State["adam_m"], ck.State["adam_v"]
-			if len(m) != 3*w*h || len(v) != 3*w*h {
-				return 0, fmt.Errorf("%w: its Adam state has the wrong size", transfer.ErrCheckpointMismatch)
-			}
-			ad.t = int(t[0])
-			ad.m = s.take(s.fromFloat32(m, r.e.dev, 1, 3, int64(h), int64(w)))
-			ad.v = s.take(s.fromFloat32(v, r.e.dev, 1, 3, int64(h), int64(w)))
-			if !s.ok() {
-				return 0, s.err
-			}
-		}
+	m, v := ck.State["adam_m"], ck.State["adam_v"]
+	if len(m) != 3*w*h || len(v) != 3*w*h {
+		return fmt.Errorf("%w: its Adam state has the wrong size", transfer.ErrCheckpointMismatch)
 	}
-	return int(st[0]), nil
+	ad.t = int(t[0])
+	ad.m = s.take(s.fromFloat32(m, r.e.dev, 1, 3, int64(h), int64(w)))
+	ad.v = s.take(s.fromFloat32(v, r.e.dev, 1, 3, int64(h), int64(w)))
+	if !s.ok() {
+		return s.err
+	}
+	return nil
 }

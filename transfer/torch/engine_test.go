@@ -423,7 +423,7 @@ func TestLBFGSReachesAdamLossFaster(t *testing.T) {
 	t.Logf("Adam 100 steps: %.4g in %v; L-BFGS reached it at iteration %d (%.2fs)", target, adam.Duration, reached, lb.Log[reached-1].ElapsedS)
 }
 
-func TestInitModesAndSeed(t *testing.T) {
+func TestInitModes(t *testing.T) {
 	e := narrowEngine(t, "vgg19-narrow.pth")
 	run := func(init string, seed int64) *transfer.Result {
 		p := smallParams(2)
@@ -434,47 +434,13 @@ func TestInitModesAndSeed(t *testing.T) {
 		}
 		return res
 	}
+	// Steps log the loss before their update: content init starts at the content. (Seeds and
+	// modes giving distinct, repeatable images are transfertest's.)
 	if c := run(transfer.InitContent, 0); c.Log[0].ContentLoss != 0 {
 		t.Errorf("content init: first content loss %g, want 0", c.Log[0].ContentLoss)
 	}
-	n1, n2, n3 := run(transfer.InitNoise, 1), run(transfer.InitNoise, 1), run(transfer.InitNoise, 2)
-	if n1.Log[0].TotalLoss != n2.Log[0].TotalLoss {
-		t.Errorf("same seed, different noise: %v vs %v", n1.Log[0].TotalLoss, n2.Log[0].TotalLoss)
-	}
-	if n1.Log[0].TotalLoss == n3.Log[0].TotalLoss {
-		t.Errorf("seeds 1 and 2 gave the same start")
-	}
 	if s := run(transfer.InitStyle, 0); s.Log[0].StyleLoss >= run(transfer.InitContent, 0).Log[0].StyleLoss {
 		t.Errorf("style init should start with a lower style loss than content init")
-	}
-}
-
-func TestMultiScale(t *testing.T) {
-	e := narrowEngine(t, "vgg19-narrow.pth")
-	p := smallParams(3)
-	p.Scales = 2
-	p.StyleLayers = []transfer.LayerWeight{{Layer: "conv1_1", Weight: 1}, {Layer: "conv2_1", Weight: 1}}
-	p.ContentLayer = "conv2_2"
-	res, err := stylize(t, e, transfer.Request{Params: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Log) != 6 {
-		t.Fatalf("%d steps logged, want 3 per scale", len(res.Log))
-	}
-	for i, st := range res.Log {
-		if want := i/3 + 1; st.Scale != want || st.Step != i+1 {
-			t.Errorf("log[%d] = step %d scale %d, want step %d scale %d", i, st.Step, st.Scale, i+1, want)
-		}
-	}
-	if res.Image.Rect.Dx() != 64 {
-		t.Errorf("final image %v, want the full 64 px", res.Image.Rect)
-	}
-	// Too many scales for VGG's pooling: the coarsest level would be 4 px, conv5_1 needs 16.
-	p = smallParams(1)
-	p.Scales = 5
-	if _, err := stylize(t, e, transfer.Request{Params: p}); !errors.Is(err, transfer.ErrBadInput) || !strings.Contains(err.Error(), "needs at least 16 px") {
-		t.Errorf("5 scales at 64 px: err = %v, want ErrBadInput naming the minimum", err)
 	}
 }
 
@@ -507,183 +473,6 @@ func TestSeveralStylesBlend(t *testing.T) {
 	}
 	if want := (one.Log[0].StyleLoss + other.Log[0].StyleLoss) / 2; relErr(half.Log[0].StyleLoss, want) > 1e-5 {
 		t.Errorf("blend [1, 1]: style loss %g, want the mean %g", half.Log[0].StyleLoss, want)
-	}
-}
-
-func TestPreserveColors(t *testing.T) {
-	e := narrowEngine(t, "vgg19-narrow.pth")
-	p := smallParams(10)
-	p.PreserveColors = true
-	content := loadPNG(t, "content.png")
-	res, err := stylize(t, e, transfer.Request{Content: content, Params: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The result carries the content's chroma: I and Q of YIQ stay close to the content's.
-	var diff float64
-	for i := 0; i < len(content.Pix); i += 4 {
-		iq := func(p []uint8) (float64, float64) {
-			r, g, b := float64(p[0]), float64(p[1]), float64(p[2])
-			return 0.596*r - 0.274*g - 0.322*b, 0.211*r - 0.523*g + 0.312*b
-		}
-		ci, cq := iq(content.Pix[i:])
-		ri, rq := iq(res.Image.Pix[i:])
-		diff += math.Abs(ci-ri) + math.Abs(cq-rq)
-	}
-	if mean := diff / float64(len(content.Pix)/4); mean > 3 {
-		t.Errorf("mean chroma change %.2f levels, want < 3 with preserved colours", mean)
-	}
-	// ...while the luminance was stylised.
-	lum := func(img *image.NRGBA) []float64 {
-		l := make([]float64, 0, len(img.Pix)/4)
-		for i := 0; i < len(img.Pix); i += 4 {
-			l = append(l, 0.299*float64(img.Pix[i])+0.587*float64(img.Pix[i+1])+0.114*float64(img.Pix[i+2]))
-		}
-		return l
-	}
-	var ldiff float64
-	out := lum(res.Image)
-	for i, v := range lum(content) {
-		ldiff += math.Abs(v - out[i])
-	}
-	if ldiff == 0 {
-		t.Errorf("the luminance did not change: nothing was stylised")
-	}
-}
-
-// TestCheckpointResume interrupts a run, resumes it from the checkpoint it left, and gets the
-// same losses and image as an uninterrupted run.
-func TestCheckpointResume(t *testing.T) {
-	e := narrowEngine(t, "vgg19-narrow.pth")
-	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
-		t.Run(opt, func(t *testing.T) {
-			p := smallParams(8)
-			p.Optimizer = opt
-			if opt == transfer.LBFGS {
-				p.LR = 1
-			}
-			full, err := stylize(t, e, transfer.Request{Params: p})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			var ck *transfer.Checkpoint
-			_, err = e.Stylize(ctx, transfer.Request{
-				Content: loadPNG(t, "content.png"), Styles: []image.Image{loadPNG(t, "style.png")}, Params: p,
-				OnStep: func(s transfer.Step) error {
-					if s.Step == 5 {
-						cancel()
-					}
-					return nil
-				},
-				OnCheckpoint: func(c *transfer.Checkpoint) error { ck = c; return nil },
-			})
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("interrupted run: err = %v, want context.Canceled", err)
-			}
-			if ck == nil || ck.Step != 5 {
-				t.Fatalf("checkpoint %+v, want one at step 5", ck)
-			}
-			// Through bytes, as the pipeline stores it.
-			b, err := ck.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var back transfer.Checkpoint
-			if err := back.UnmarshalBinary(b); err != nil {
-				t.Fatal(err)
-			}
-			res, err := stylize(t, e, transfer.Request{Params: p, Resume: &back})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Log) != len(full.Log) {
-				t.Fatalf("resumed log has %d steps, want %d", len(res.Log), len(full.Log))
-			}
-			for i := range full.Log {
-				a, b := full.Log[i], res.Log[i]
-				if opt == transfer.Adam && a.TotalLoss != b.TotalLoss {
-					t.Errorf("step %d: resumed total %v, uninterrupted %v", i+1, b.TotalLoss, a.TotalLoss)
-				}
-				if opt == transfer.LBFGS && i < 5 && a.TotalLoss != b.TotalLoss {
-					t.Errorf("step %d: logged total changed on resume", i+1)
-				}
-			}
-			if opt == transfer.Adam && string(res.Image.Pix) != string(full.Image.Pix) {
-				t.Errorf("resumed image differs from the uninterrupted run's")
-			}
-			if opt == transfer.LBFGS && !(res.Final().TotalLoss < res.Log[4].TotalLoss) {
-				t.Errorf("resumed L-BFGS did not keep improving: %v", res.Final().TotalLoss)
-			}
-			// A checkpoint of other parameters is refused.
-			p2 := p
-			p2.StyleWeight = 1
-			if _, err := stylize(t, e, transfer.Request{Params: p2, Resume: &back}); !errors.Is(err, transfer.ErrCheckpointMismatch) {
-				t.Errorf("resume with other params: err = %v, want ErrCheckpointMismatch", err)
-			}
-		})
-	}
-}
-
-func TestCallbacks(t *testing.T) {
-	e := narrowEngine(t, "vgg19-narrow.pth")
-	var saved []int
-	var checkpoints []int
-	stop := errors.New("enough")
-	_, err := stylize(t, e, transfer.Request{
-		Params:    smallParams(10),
-		SaveEvery: 3,
-		OnImage: func(step int, img *image.NRGBA) error {
-			if img.Rect.Dx() != 64 {
-				t.Errorf("intermediate image %v", img.Rect)
-			}
-			saved = append(saved, step)
-			return nil
-		},
-		CheckpointEvery: 4,
-		OnCheckpoint:    func(c *transfer.Checkpoint) error { checkpoints = append(checkpoints, c.Step); return nil },
-		OnStep: func(s transfer.Step) error {
-			if s.Step == 7 {
-				return stop
-			}
-			return nil
-		},
-	})
-	if !errors.Is(err, stop) {
-		t.Fatalf("err = %v, want the OnStep error", err)
-	}
-	if fmt.Sprint(saved) != "[3 6]" || fmt.Sprint(checkpoints) != "[4]" {
-		t.Errorf("images at %v, checkpoints at %v; want [3 6] and [4]", saved, checkpoints)
-	}
-}
-
-func TestNonFiniteLossStops(t *testing.T) {
-	e := narrowEngine(t, "vgg19-narrow.pth")
-	p := smallParams(50)
-	p.LR = 1e30 // the image explodes after the first update
-	res, err := stylize(t, e, transfer.Request{Params: p})
-	if !errors.Is(err, transfer.ErrNonFinite) || res != nil {
-		t.Fatalf("err = %v, want ErrNonFinite", err)
-	}
-	if !strings.Contains(err.Error(), "at step 2") {
-		t.Errorf("error %q should name the step", err)
-	}
-}
-
-func TestBadInputs(t *testing.T) {
-	e := narrowEngine(t, "vgg19-narrow.pth")
-	tiny := solid(10, 10, color.NRGBA{1, 2, 3, 255})
-	p := smallParams(1)
-	_, err := stylize(t, e, transfer.Request{Content: tiny, Params: p})
-	if !errors.Is(err, transfer.ErrBadInput) || !strings.Contains(err.Error(), "10x10") {
-		t.Errorf("10x10 content: err = %v", err)
-	}
-	p.Steps = 0
-	if _, err := stylize(t, e, transfer.Request{Params: p}); !errors.Is(err, transfer.ErrBadInput) {
-		t.Errorf("0 steps: err = %v", err)
-	}
-	if _, err := e.Stylize(context.Background(), transfer.Request{Content: tiny, Params: smallParams(1)}); !errors.Is(err, transfer.ErrBadInput) {
-		t.Errorf("no style: err = %v", err)
 	}
 }
 

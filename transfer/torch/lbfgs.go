@@ -5,6 +5,8 @@ import (
 	"math"
 
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/nst-project/nst/transfer"
 )
 
 // lbfgs is limited-memory BFGS with a strong-Wolfe line search, the optimiser of Gatys et al.
@@ -223,7 +225,7 @@ func (o *lbfgs) strongWolfe(eval objective, t float64, d *ts.Tensor, start point
 		return p
 	}
 	if !start.parts.finite() {
-		return point{}, 0, errNonFinite
+		return point{}, 0, transfer.ErrNonFinite
 	}
 
 	cur, gtdNew, err := evalAt(t)

@@ -251,6 +251,56 @@ func (p *Pool) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*tr
 
 // run sends reqs to a worker as one job (or, with batch, one batch) and routes its events.
 func (p *Pool) run(ctx context.Context, reqs []transfer.Request, batch bool) ([]*transfer.Result, []error) {
+	all := make([]*transfer.Result, len(reqs))
+	allErrs := make([]error, len(reqs))
+	// Requests the engine would refuse are refused here, as it would (their images may not
+	// even cross the pipe); the others are sent, and their answers mapped back.
+	var sent []int
+	for i, req := range reqs {
+		if err := check(req); err != nil {
+			allErrs[i] = err
+			continue
+		}
+		sent = append(sent, i)
+	}
+	if len(sent) == 0 {
+		return all, allErrs
+	}
+	results, errs := p.send(ctx, pick(reqs, sent), batch)
+	for k, i := range sent {
+		all[i], allErrs[i] = results[k], errs[k]
+	}
+	return all, allErrs
+}
+
+// check is what an engine checks before any work (Request.Validate), and that Resume
+// survives its encoding: a checkpoint the worker could not decode would end the worker.
+func check(req transfer.Request) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	if req.Resume != nil {
+		b, err := req.Resume.MarshalBinary()
+		if err == nil {
+			err = new(transfer.Checkpoint).UnmarshalBinary(b)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", transfer.ErrCheckpointMismatch, err)
+		}
+	}
+	return nil
+}
+
+func pick(reqs []transfer.Request, idx []int) []transfer.Request {
+	out := make([]transfer.Request, len(idx))
+	for k, i := range idx {
+		out[k] = reqs[i]
+	}
+	return out
+}
+
+// send runs valid requests in a worker, as one job or (with batch) one batch.
+func (p *Pool) send(ctx context.Context, reqs []transfer.Request, batch bool) ([]*transfer.Result, []error) {
 	results := make([]*transfer.Result, len(reqs))
 	errs := make([]error, len(reqs))
 	all := func(err error) ([]*transfer.Result, []error) {
@@ -260,6 +310,9 @@ func (p *Pool) run(ctx context.Context, reqs []transfer.Request, batch bool) ([]
 			}
 		}
 		return results, errs
+	}
+	if err := ctx.Err(); err != nil { // select below picks at random among ready cases
+		return all(err)
 	}
 	select {
 	case p.slots <- struct{}{}:
@@ -288,6 +341,7 @@ func (p *Pool) run(ctx context.Context, reqs []transfer.Request, batch bool) ([]
 	if batch {
 		ctl = control{Batch: jobs}
 	}
+	ctl.Deadline, _ = ctx.Deadline()
 	if err := w.enc.Encode(&ctl); err != nil {
 		w.kill()
 		return all(p.crashed(w, err))
@@ -344,7 +398,13 @@ func (p *Pool) run(ctx context.Context, reqs []transfer.Request, batch bool) ([]
 			}
 			return results, errs
 		case <-ctxDone:
-			cancel()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// The worker's job context has the same deadline: it stops on its own, with
+				// the engine's DeadlineExceeded. Wait for it as for a cancellation.
+				deadline = time.After(p.opts.CancelWait)
+			} else {
+				cancel()
+			}
 			ctxDone = nil // keep reading: the worker still sends its checkpoints and errors
 		case ev, ok := <-events:
 			if !ok {
@@ -390,7 +450,11 @@ func (p *Pool) run(ctx context.Context, reqs []transfer.Request, batch bool) ([]
 			if ev.Result != nil || ev.Err != nil || ev.Batch != nil {
 				p.put(w)
 				for k := range reqs {
-					if callbackErr[k] != nil {
+					switch {
+					case callbackErr[k] != nil && ctx.Err() != nil && errs[k] != nil:
+						// Cancelled too: say both, so errors.Is finds the context's error.
+						results[k], errs[k] = nil, errors.Join(callbackErr[k], errs[k])
+					case callbackErr[k] != nil:
 						results[k], errs[k] = nil, callbackErr[k]
 					}
 					if errs[k] == nil && results[k] == nil {

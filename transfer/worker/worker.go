@@ -18,6 +18,7 @@ import (
 	"image"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/nst-project/nst/transfer"
 )
@@ -42,11 +43,13 @@ type job struct {
 }
 
 // control is what the parent sends: a job, a batch of jobs run together, or a cancellation
-// of the running one.
+// of the running one. Deadline, if set, is the caller's: the worker's job context ends then,
+// so the engine stops with context.DeadlineExceeded, as it would in-process.
 type control struct {
-	Job    *job
-	Batch  []*job
-	Cancel bool
+	Job      *job
+	Batch    []*job
+	Cancel   bool
+	Deadline time.Time
 }
 
 // event is what a worker sends while a job runs: a step, image or checkpoint of the job (or of
@@ -188,15 +191,13 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 				return nil
 			}
 			switch {
-			case c.Job != nil:
-				j = &control{Job: c.Job}
-			case c.Batch != nil:
-				j = &control{Batch: c.Batch}
+			case c.Job != nil || c.Batch != nil:
+				j = &c
 			default:
 				continue // a cancellation that arrived after its job ended
 			}
 		}
-		jobCtx, cancel := context.WithCancel(ctx)
+		jobCtx, cancel := jobContext(ctx, j.Deadline)
 		done := make(chan struct{})
 		var sendErr error // the job's last event could not be sent: the parent would wait forever
 		go func() {
@@ -227,6 +228,15 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 			return fmt.Errorf("worker: send result: %w", sendErr)
 		}
 	}
+}
+
+// jobContext is a job's context: cancelled by the parent, and ended at the caller's deadline
+// if it has one.
+func jobContext(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, deadline)
 }
 
 // runJob runs a job or a batch and returns the event that ends it.

@@ -9,6 +9,7 @@ import (
 	"image/color"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,19 +17,28 @@ import (
 	"time"
 
 	"github.com/nst-project/nst/transfer"
+	"github.com/nst-project/nst/transfer/fake"
+	"github.com/nst-project/nst/transfer/transfertest"
 )
 
+// workerEngine is the engine the test binary serves when it stands in for a worker.
+var workerEngine = fake.Engine{StepDelay: 2 * time.Millisecond}
+
 // The test binary doubles as the worker: with NST_WORKER_TEST set, TestMain serves jobs with
-// transfer.Fake instead of running tests. NST_WORKER_CRASH_AT=N makes it die at step N, as a
-// libtorch crash would.
+// the fake engine instead of running tests. NST_WORKER_CRASH_AT=N makes it die at step N, as a
+// libtorch crash would; NST_WORKER_ENGINE=single serves an engine that cannot batch, and
+// NST_WORKER_ENGINE=batching one that says on stderr when it gets a batch.
 func TestMain(m *testing.M) {
 	if os.Getenv("NST_WORKER_TEST") != "" {
-		var eng transfer.Optimizer = transfer.Fake{StepDelay: 2 * time.Millisecond}
+		var eng transfer.Optimizer = workerEngine
+		switch os.Getenv("NST_WORKER_ENGINE") {
+		case "single":
+			eng = single{workerEngine}
+		case "batching":
+			eng = batching{workerEngine}
+		}
 		if n, err := strconv.Atoi(os.Getenv("NST_WORKER_CRASH_AT")); err == nil {
 			eng = crashing{at: n}
-		}
-		if os.Getenv("NST_WORKER_BATCH") != "" {
-			eng = batching{transfer.Fake{StepDelay: 2 * time.Millisecond}}
 		}
 		os.Stderr.WriteString("fake worker ready\n")
 		if err := Serve(context.Background(), os.Stdin, os.Stdout, eng); err != nil {
@@ -40,10 +50,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// crashing is Fake until step `at`, where the process dies.
+// crashing is the fake engine until step `at`, where the process dies.
 type crashing struct{ at int }
 
-func (c crashing) Info() transfer.Info { return transfer.Fake{}.Info() }
+func (c crashing) Info() transfer.Info { return fake.Engine{}.Info() }
 func (c crashing) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
 	inner := req.OnStep
 	req.OnStep = func(s transfer.Step) error {
@@ -56,20 +66,18 @@ func (c crashing) Stylize(ctx context.Context, req transfer.Request) (*transfer.
 		}
 		return nil
 	}
-	return transfer.Fake{}.Stylize(ctx, req)
+	return fake.Engine{}.Stylize(ctx, req)
 }
 
-// batching is Fake with StylizeBatch (one request after another), saying on stderr that it
-// was asked for a batch.
-type batching struct{ transfer.Fake }
+// single is an engine without StylizeBatch: the worker runs a batch's requests one by one.
+type single struct{ transfer.Optimizer }
+
+// batching is the fake engine saying on stderr that it was asked for a batch.
+type batching struct{ fake.Engine }
 
 func (b batching) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
 	fmt.Fprintf(os.Stderr, "batch of %d\n", len(reqs))
-	res, errs := make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
-	for i, r := range reqs {
-		res[i], errs[i] = b.Stylize(ctx, r)
-	}
-	return res, errs
+	return b.Engine.StylizeBatch(ctx, reqs)
 }
 
 func newPool(t *testing.T, env []string, opts Options) *Pool {
@@ -79,13 +87,26 @@ func newPool(t *testing.T, env []string, opts Options) *Pool {
 		t.Fatal(err)
 	}
 	opts.Command = []string{exe}
-	opts.Env = append(append(os.Environ(), "NST_WORKER_TEST=1"), env...)
+	// GORACE: a worker built with -race would otherwise sleep 1 s as it exits.
+	opts.Env = append(append(os.Environ(), "NST_WORKER_TEST=1", "GORACE=atexit_sleep_ms=0"), env...)
 	p, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// TestConformance runs the engine contract (transfertest) on the pool, its workers serving
+// the fake engine, with and without the engine's own batching. One pool serves every subtest,
+// as one serves a whole batch run. Cancellation crosses a pipe, so it lags.
+func TestConformance(t *testing.T) {
+	for _, engine := range []string{"batching", "single"} {
+		t.Run(engine, func(t *testing.T) {
+			p := newPool(t, []string{"NST_WORKER_ENGINE=" + engine}, Options{Size: 2})
+			transfertest.Run(t, func(*testing.T) transfer.Optimizer { return p }, transfertest.Caveats{CancelLags: true})
+		})
+	}
 }
 
 func picture(c color.NRGBA) *image.NRGBA {
@@ -111,8 +132,8 @@ func testRequest(steps int) transfer.Request {
 // with every callback delivered.
 func TestSameResultAsInProcess(t *testing.T) {
 	p := newPool(t, nil, Options{})
-	if p.Info().Engine != "fake" {
-		t.Errorf("Info = %+v", p.Info())
+	if p.Info() != workerEngine.Info() {
+		t.Errorf("Info = %+v, want the worker engine's %+v", p.Info(), workerEngine.Info())
 	}
 	req := testRequest(6)
 	var steps []int
@@ -124,34 +145,15 @@ func TestSameResultAsInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := transfer.Fake{StepDelay: 2 * time.Millisecond}.Stylize(context.Background(), testRequest(6))
+	want, err := workerEngine.Stylize(context.Background(), testRequest(6))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got.Image.Pix) != string(want.Image.Pix) || len(got.Log) != len(want.Log) || got.Final().TotalLoss != want.Final().TotalLoss {
+	if !bytes.Equal(got.Image.Pix, want.Image.Pix) || !reflect.DeepEqual(got.Log, want.Log) {
 		t.Errorf("worker result differs from in-process result")
 	}
 	if len(steps) != 6 || len(images) != 3 {
 		t.Errorf("callbacks: steps %v, images %v", steps, images)
-	}
-}
-
-func TestErrorClassesCrossTheProcess(t *testing.T) {
-	p := newPool(t, nil, Options{})
-	req := testRequest(3)
-	req.Params.Steps = 0
-	if _, err := p.Stylize(context.Background(), req); !errors.Is(err, transfer.ErrBadInput) {
-		t.Errorf("bad params: err = %v, want ErrBadInput", err)
-	}
-	req = testRequest(3)
-	req.Content = picture(color.NRGBA{255, 0, 255, 255}) // Fake's NaN trigger
-	req.Content.(*image.NRGBA).Pix[0] = 255
-	if _, err := p.Stylize(context.Background(), req); !errors.Is(err, transfer.ErrNonFinite) {
-		t.Errorf("magenta: err = %v, want ErrNonFinite", err)
-	}
-	// The worker survives engine errors: the next job works.
-	if _, err := p.Stylize(context.Background(), testRequest(2)); err != nil {
-		t.Errorf("after errors: %v", err)
 	}
 }
 
@@ -189,69 +191,25 @@ func TestRecycleAfterMaxPairs(t *testing.T) {
 	}
 }
 
-// TestCancelDeliversCheckpoint: cancelling the caller's context stops the job in the worker,
-// which sends its last checkpoint first; resuming from it finishes the job.
-func TestCancelDeliversCheckpoint(t *testing.T) {
-	p := newPool(t, nil, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	req := testRequest(40)
-	var ck *transfer.Checkpoint
-	req.OnStep = func(s transfer.Step) error {
-		if s.Step == 5 {
-			cancel()
-		}
-		return nil
+// TestInvalidRequestsStayHome: a request the engine would refuse is refused by the pool
+// without a worker (its images need not cross the pipe), with the engine's error; a batch
+// sends the others.
+func TestInvalidRequestsStayHome(t *testing.T) {
+	var logs syncBuffer
+	p := newPool(t, []string{"NST_WORKER_ENGINE=batching"}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	bad := testRequest(2)
+	bad.Styles = []image.Image{nil}
+	_, err := p.Stylize(context.Background(), bad)
+	want := bad.Validate()
+	if !errors.Is(err, transfer.ErrBadInput) || want == nil || err.Error() != want.Error() {
+		t.Errorf("err = %v, want the engine's own %v", err, want)
 	}
-	req.OnCheckpoint = func(c *transfer.Checkpoint) error { ck = c; return nil }
-	_, err := p.Stylize(ctx, req)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	results, errs := p.StylizeBatch(context.Background(), []transfer.Request{testRequest(2), bad, testRequest(3)})
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], transfer.ErrBadInput) || len(results[2].Log) != 3 {
+		t.Errorf("batch: %v", errs)
 	}
-	if ck == nil || ck.Step < 5 || ck.Step >= 40 {
-		t.Fatalf("checkpoint %v, want one after step 5", ck)
-	}
-	resume := testRequest(40)
-	resume.Resume = ck
-	res, err := p.Stylize(context.Background(), resume)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Log) != 40 {
-		t.Errorf("resumed run logged %d steps, want 40", len(res.Log))
-	}
-}
-
-func TestCallbackErrorStopsJob(t *testing.T) {
-	p := newPool(t, nil, Options{})
-	stop := errors.New("disk full")
-	req := testRequest(50)
-	req.OnStep = func(s transfer.Step) error {
-		if s.Step == 2 {
-			return stop
-		}
-		return nil
-	}
-	if _, err := p.Stylize(context.Background(), req); !errors.Is(err, stop) {
-		t.Errorf("err = %v, want the callback's", err)
-	}
-	if _, err := p.Stylize(context.Background(), testRequest(1)); err != nil {
-		t.Errorf("next job: %v", err)
-	}
-}
-
-func TestConcurrentJobs(t *testing.T) {
-	p := newPool(t, nil, Options{Size: 2})
-	errs := make(chan error, 4)
-	for i := 0; i < 4; i++ {
-		go func() {
-			_, err := p.Stylize(context.Background(), testRequest(3))
-			errs <- err
-		}()
-	}
-	for i := 0; i < 4; i++ {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
+	if !strings.Contains(logs.String(), "batch of 2") {
+		t.Errorf("the worker did not get the two valid requests as one batch: %s", logs.String())
 	}
 }
 
@@ -279,50 +237,19 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestBatch: a batch goes to one worker, whose engine gets it whole when it can batch; every
-// request gets its own callbacks and result, equal to a run on its own; a callback error fails
-// its own request only.
-func TestBatch(t *testing.T) {
-	for _, engineBatches := range []bool{false, true} {
-		t.Run(fmt.Sprint("engine batches: ", engineBatches), func(t *testing.T) {
-			var env []string
-			if engineBatches {
-				env = []string{"NST_WORKER_BATCH=1"}
-			}
+// TestBatchReachesTheEngineWhole: a batch goes to one worker, whose engine gets it whole when
+// it can batch (results per request are the conformance suite's).
+func TestBatchReachesTheEngineWhole(t *testing.T) {
+	for _, engine := range []string{"single", "batching"} {
+		t.Run(engine, func(t *testing.T) {
 			var logs syncBuffer
-			p := newPool(t, env, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			stop := errors.New("disk full")
-			reqs := make([]transfer.Request, 3)
-			steps := make([]int, 3)
-			for i := range reqs {
-				reqs[i] = testRequest(4 + i)
-				reqs[i].OnStep = func(s transfer.Step) error {
-					steps[i]++
-					if i == 1 && s.Step == 2 {
-						return stop
-					}
-					return nil
-				}
+			p := newPool(t, []string{"NST_WORKER_ENGINE=" + engine}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			_, errs := p.StylizeBatch(context.Background(), []transfer.Request{testRequest(2), testRequest(3), testRequest(4)})
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
 			}
-			results, errs := p.StylizeBatch(context.Background(), reqs)
-			for i := range reqs {
-				if i == 1 {
-					if !errors.Is(errs[1], stop) || results[1] != nil {
-						t.Errorf("request 1: %v, want its callback's error", errs[1])
-					}
-					continue
-				}
-				if errs[i] != nil {
-					t.Fatalf("request %d: %v", i, errs[i])
-				}
-				alone, _ := transfer.Fake{}.Stylize(context.Background(), testRequest(4+i))
-				if len(results[i].Log) != 4+i || steps[i] != 4+i || string(results[i].Image.Pix) != string(alone.Image.Pix) {
-					t.Errorf("request %d: %d steps logged, %d callbacks, image equal to a lone run: %v",
-						i, len(results[i].Log), steps[i], string(results[i].Image.Pix) == string(alone.Image.Pix))
-				}
-			}
-			if got := strings.Contains(logs.String(), "batch of 3"); got != engineBatches {
-				t.Errorf("engine saw the batch whole: %v, want %v", got, engineBatches)
+			if got, want := strings.Contains(logs.String(), "batch of 3"), engine == "batching"; got != want {
+				t.Errorf("engine saw the batch whole: %v, want %v", got, want)
 			}
 		})
 	}
