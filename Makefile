@@ -13,7 +13,7 @@ FUZZTIME ?= 10s
 PURE_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | awk '!/sugarme\/gotch/ {print $$1}')
 TORCH_PKGS = $$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./... | awk '/sugarme\/gotch/ {print $$1}')
 
-.PHONY: setup build test lint check-setup fuzz bench clean
+.PHONY: setup build test test-nocgo lint check-setup fuzz bench clean
 
 ## setup: fetch libtorch 2.1.2, wire gotch to it (go.work), install staticcheck, build bin/nst.
 setup:
@@ -23,6 +23,8 @@ setup:
 		tmp=$$(mktemp -d); GOBIN=$$tmp GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
 		mkdir -p $(NST_CACHE)/bin; mv $$tmp/staticcheck $(STATICCHECK); rm -rf $$tmp; fi
 	$(MAKE) --no-print-directory build
+	@# Fetch now what lint's tidy check reads (tests of dependencies), so make test downloads nothing.
+	@GOWORK=off $(GO) mod tidy -diff >/dev/null || echo "nst setup: go.mod/go.sum are not tidy, make lint will fail: run 'GOWORK=off go mod tidy'" >&2
 	$(GO) run ./examples/gen
 	bin/nst version
 
@@ -33,16 +35,27 @@ check-setup:
 build: check-setup
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/nst ./cmd/nst
 
-## test: formatting, vet, staticcheck, the race detector on pure-Go packages, the libtorch
-## packages, and short fuzz runs.
+## test: formatting, vet, staticcheck, a tidy and verified module, the race detector on pure-Go
+## packages, the same packages without cgo or the workspace, the libtorch packages, and short
+## fuzz runs.
 test: check-setup lint
 	$(GO) test -race $(PURE_PKGS)
+	$(MAKE) --no-print-directory test-nocgo
 	$(GO) test $(TORCH_PKGS)
 	$(MAKE) --no-print-directory fuzz
+
+## test-nocgo: the README's promise: every package that does not need gotch builds, vets and
+## tests without cgo and without the go.work that make setup writes.
+test-nocgo:
+	GOWORK=off CGO_ENABLED=0 $(GO) build $(PURE_PKGS)
+	GOWORK=off CGO_ENABLED=0 $(GO) vet $(PURE_PKGS)
+	GOWORK=off CGO_ENABLED=0 $(GO) test $(PURE_PKGS)
 
 lint: check-setup
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
 		if [[ -n "$$unformatted" ]]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	@GOWORK=off $(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'GOWORK=off go mod tidy'" >&2; exit 1; }
+	GOWORK=off $(GO) mod verify
 	$(GO) vet ./...
 	@if [[ -x $(STATICCHECK) ]]; then $(STATICCHECK) ./...; else echo "staticcheck missing: run 'make setup'" >&2; exit 2; fi
 
