@@ -11,6 +11,9 @@
 #   TTQ_ADAM_STEPS [2000] (the seed's) TTQ_SIZE [256] TTQ_MAX_LBFGS [300] TTQ_SCHEDULES [lbfgs]: time to quality
 #   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
 #   PYTHON [.venv-ref/bin/python] (made by reference/setup-venv.sh)  BENCH_OUT [a new temp folder]
+#   BENCH_CONTENT, BENCH_STYLE [unset: the synthetic pictures bench/prep_images.py draws]: a
+#     content photo and a style picture of your own, centre-cropped and resized to each size
+#   BENCH_PHOTOS [unset: synthetic]: a folder of JPEG/PNG photos the batch and rss parts crop inputs from
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -19,8 +22,9 @@ out=${BENCH_OUT:-$(mktemp -d -t nst-bench-XXXXXX)}
 mkdir -p "$out"
 parts=("$@")
 [[ ${#parts[@]} -eq 0 || " ${parts[*]} " == *" all "* ]] && parts=(peak step ttq batch rss)
-content=${BENCH_CONTENT:-/work/shared/images/tubingen.jpg}
-style=${BENCH_STYLE:-/work/shared/images/starry_night.jpg}
+content=${BENCH_CONTENT:-}
+style=${BENCH_STYLE:-}
+photos=${BENCH_PHOTOS:-}
 
 if [[ ! -x $py ]]; then
 	echo "bench: $py missing: run 'bash reference/setup-venv.sh' (torch 2.1.2 from the wheel nst links)" >&2
@@ -29,11 +33,13 @@ fi
 echo "bench: building into $out" >&2
 go test -c -o "$out/torch.test" ./transfer/torch
 go build -o "$out/nst" ./cmd/nst
-for f in "$content" "$style"; do [[ -f $f ]] || { echo "bench: $f missing (set BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
-"$py" bench/prep_images.py "$out/img" "$content" "$style" 128 256 512
+for f in $content $style; do [[ -f $f ]] || { echo "bench: $f missing (BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
+[[ -z $photos || -d $photos ]] || { echo "bench: BENCH_PHOTOS=$photos is not a folder" >&2; exit 2; }
+"$py" bench/prep_images.py "$out/img" ${content:+--content "$content"} ${style:+--style "$style"} 128 256 512
 
 echo "# nst benchmarks $(date -u +%FT%TZ), $(git describe --always --dirty)"
 echo
+echo "Inputs: content ${content:-synthetic (bench/prep_images.py)}, style ${style:-synthetic}; batch photos ${photos:-synthetic}"
 echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for part in "${parts[@]}"; do
 	case $part in
@@ -62,12 +68,12 @@ for part in "${parts[@]}"; do
 	batch)
 		echo; echo "## Batch"
 		"$py" bench/batch.py batch --nst "$out/nst" --out "$out" --contents "${BATCH_CONTENTS:-16}" --styles 2 \
-			--size "${BATCH_SIZE:-64}" --steps "${BATCH_STEPS:-10}" --reps "${BENCH_REPS:-3}"
+			--size "${BATCH_SIZE:-64}" --steps "${BATCH_STEPS:-10}" --reps "${BENCH_REPS:-3}" ${photos:+--photos "$photos"}
 		;;
 	rss)
 		echo; echo "## RSS over a long batch"
 		"$py" bench/batch.py rss --nst "$out/nst" --out "$out" --contents "${RSS_CONTENTS:-100}" --styles 2 \
-			--size "${BATCH_SIZE:-64}" --steps "${RSS_STEPS:-5}"
+			--size "${BATCH_SIZE:-64}" --steps "${RSS_STEPS:-5}" ${photos:+--photos "$photos"}
 		;;
 	*) echo "bench: unknown part $part (all, peak, step, ttq, batch, rss)" >&2; exit 2 ;;
 	esac
