@@ -43,6 +43,9 @@ test: check-setup lint
 	$(MAKE) --no-print-directory test-nocgo
 	$(GO) test $(TORCH_PKGS)
 	$(MAKE) --no-print-directory fuzz
+	@# go test hides the skip reasons of passing packages: say the one that matters here.
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
+		echo "make test: SKIPPED pipeline.TestContactSheetInBrowser: no chromium on PATH (apt-get install chromium; CI installs it and fails without it)" >&2
 
 ## test-nocgo: the README's promise: every package that does not need gotch builds, vets and
 ## tests without cgo and without the go.work that make setup writes.
