@@ -32,7 +32,8 @@ import (
 //
 //	go test -run '^$' -bench 'BenchmarkStep/adam/256$' -benchtime 5x ./transfer/torch
 //
-// Metrics: s/step (median step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
+// Metrics: s/step (median step), cpu-s/step (the process's CPU time over the measured steps,
+// per step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
 // over the median Adam step; for L-BFGS, whose steps hold one or more evaluations, it is left
 // out) and peak-RSS-MiB (the process's VmHWM so far: run one sub-benchmark per process for a
 // per-size figure). 512 px takes tens of seconds a step on 2 cores: it runs only when the
@@ -76,15 +77,16 @@ func BenchmarkStep(b *testing.B) {
 				// Page faults of the measured steps: a step that faults its buffers in afresh
 				// pays for it in kernel time (see nst_keep_freed_memory).
 				var faults0, faults1 int64
+				var cpu0, cpu1 float64
 				b.ResetTimer()
 				res, err := eng.Stylize(context.Background(), transfer.Request{
 					Content: content, Styles: []image.Image{style}, Params: p,
 					OnStep: func(st transfer.Step) error {
 						switch st.Step {
 						case warm:
-							faults0 = minorFaults()
+							faults0, cpu0 = minorFaults(), cpuSeconds()
 						case p.Steps:
-							faults1 = minorFaults()
+							faults1, cpu1 = minorFaults(), cpuSeconds()
 						}
 						return nil
 					},
@@ -105,6 +107,12 @@ func BenchmarkStep(b *testing.B) {
 				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 				if faults1 > 0 {
 					b.ReportMetric(float64(faults1-faults0)/float64(p.Steps-warm), "faults/step")
+				}
+				if cpu1 > 0 {
+					// User+system CPU of the whole process per measured step: on a shared machine
+					// far steadier than wall time (a descheduled thread costs wall time, not CPU),
+					// though spinning OpenMP workers count.
+					b.ReportMetric((cpu1-cpu0)/float64(p.Steps-warm), "cpu-s/step")
 				}
 			})
 		}
@@ -257,7 +265,15 @@ func synthImages(size int) (content, style *image.NRGBA) {
 	return content, style
 }
 
-// peakRSSMiB is this process's peak resident set (VmHWM), 0 if unknown.
+// cpuSeconds is the process's user+system CPU time so far, 0 if unknown.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 // minorFaults is the process's minor page faults so far.
 func minorFaults() int64 {
 	var ru syscall.Rusage
@@ -267,6 +283,7 @@ func minorFaults() int64 {
 	return ru.Minflt
 }
 
+// peakRSSMiB is this process's peak resident set (VmHWM), 0 if unknown.
 func peakRSSMiB() float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
