@@ -7,8 +7,8 @@ per pair (the seed's way: a process, a model load and the style's targets for ev
   rss     one 200-pair (by default) nst run, RSS of the process tree polled every 0.25 s against
           pairs done (provenance files written), in worker mode and with --in-process.
 
-Inputs are generated (crops of /work/shared/images photos if present, else synthetic) into a
-temporary folder; nothing is committed. Prints markdown; raw samples go to --out.
+Inputs are generated into a temporary folder: random square crops of the JPEG/PNG photos in
+--photos DIR (bench/run.sh passes $BENCH_PHOTOS) if given, else synthetic pictures; nothing is committed. Prints markdown; raw samples go to --out.
 """
 import argparse
 import glob
@@ -24,20 +24,23 @@ import time
 
 from PIL import Image, ImageDraw
 
-PHOTOS = ["tubingen", "golden_gate", "hoovertowernight", "shipwreck", "the_scream", "starry_night"]
-
 
 def loadavg():
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
 
 
-def make_inputs(root, n_contents, n_styles, size):
+def make_inputs(root, n_contents, n_styles, size, photo_dir=None):
     rng = random.Random(0)
     cdir, sdir = os.path.join(root, "contents"), os.path.join(root, "styles")
     os.makedirs(cdir, exist_ok=True)
     os.makedirs(sdir, exist_ok=True)
-    photos = [p for p in (f"/work/shared/images/{n}.jpg" for n in PHOTOS) if os.path.exists(p)]
+    photos = []
+    if photo_dir:
+        photos = sorted(p for p in glob.glob(os.path.join(photo_dir, "*"))
+                        if p.lower().endswith((".jpg", ".jpeg", ".png")))
+        if not photos:
+            sys.exit(f"batch.py: no .jpg/.jpeg/.png in --photos {photo_dir}")
     opened = [Image.open(p).convert("RGB") for p in photos]
 
     def picture(i):
@@ -136,7 +139,7 @@ def timed(cmd_lists, poll=None, done_dir=None):
 
 def batch_mode(a):
     root = tempfile.mkdtemp(prefix="nst-bench-batch-")
-    contents, styles = make_inputs(root, a.contents, a.styles, a.size)
+    contents, styles = make_inputs(root, a.contents, a.styles, a.size, a.photos)
     pairs = [(c, s) for c in contents for s in styles]
     rows = []
     for rep in range(a.reps):
@@ -181,7 +184,7 @@ def batch_mode(a):
 
 def rss_mode(a):
     root = tempfile.mkdtemp(prefix="nst-bench-rss-")
-    make_inputs(root, a.contents, a.styles, a.size)
+    make_inputs(root, a.contents, a.styles, a.size, a.photos)
     n = a.contents * a.styles
     print(f"\n{n} pairs in one `nst run`, {a.size} px, Adam {a.steps} steps; RSS polled every {a.poll} s\n")
     print("| mode | wall s | tree RSS MiB at 15% of pairs | at 45% | at 65% | at 95% | peak | growth of the engine process, MiB per 100 pairs, 15-45% / 65-95% | engine process peak MiB |")
@@ -232,6 +235,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--poll", type=float, default=0.25)
+    ap.add_argument("--photos", help="a folder of JPEG/PNG photos to crop inputs from (default: synthetic pictures)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     batch_mode(a) if a.mode == "batch" else rss_mode(a)

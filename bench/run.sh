@@ -3,14 +3,19 @@
 # prepares inputs in a temporary folder, runs each part with nst and the PyTorch reference
 # interleaved, and prints markdown tables (raw results in $BENCH_OUT).
 #
-# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak]...     (default: all)
+# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format]...     (default: all)
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
 #   BENCH_STEPS [128:7,256:4,512:2]  steps per size, warm-up included (BENCH_WARMUP [1])
 #   BENCH_THREADS [2]  libtorch threads on both sides
 #   TTQ_ADAM_STEPS [2000] (the seed's) TTQ_SIZE [256] TTQ_MAX_LBFGS [300] TTQ_SCHEDULES [lbfgs]: time to quality
 #   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
+#   FORMAT_SIZES [128 256] FORMAT_STEPS [6] (measured steps per run, after BENCH_WARMUP) FORMAT_REPS [4]:
+#     the format part, nst's Adam step in NCHW (the default) and channels-last, interleaved
 #   PYTHON [.venv-ref/bin/python] (made by reference/setup-venv.sh)  BENCH_OUT [a new temp folder]
+#   BENCH_CONTENT, BENCH_STYLE [unset: the synthetic pictures bench/prep_images.py draws]: a
+#     content photo and a style picture of your own, centre-cropped and resized to each size
+#   BENCH_PHOTOS [unset: synthetic]: a folder of JPEG/PNG photos the batch and rss parts crop inputs from
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -18,9 +23,10 @@ py=${PYTHON:-$repo/.venv-ref/bin/python}
 out=${BENCH_OUT:-$(mktemp -d -t nst-bench-XXXXXX)}
 mkdir -p "$out"
 parts=("$@")
-[[ ${#parts[@]} -eq 0 || " ${parts[*]} " == *" all "* ]] && parts=(peak step ttq batch rss)
-content=${BENCH_CONTENT:-/work/shared/images/tubingen.jpg}
-style=${BENCH_STYLE:-/work/shared/images/starry_night.jpg}
+[[ ${#parts[@]} -eq 0 || " ${parts[*]} " == *" all "* ]] && parts=(peak step format ttq batch rss)
+content=${BENCH_CONTENT:-}
+style=${BENCH_STYLE:-}
+photos=${BENCH_PHOTOS:-}
 
 if [[ ! -x $py ]]; then
 	echo "bench: $py missing: run 'bash reference/setup-venv.sh' (torch 2.1.2 from the wheel nst links)" >&2
@@ -29,11 +35,13 @@ fi
 echo "bench: building into $out" >&2
 go test -c -o "$out/torch.test" ./transfer/torch
 go build -o "$out/nst" ./cmd/nst
-for f in "$content" "$style"; do [[ -f $f ]] || { echo "bench: $f missing (set BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
-"$py" bench/prep_images.py "$out/img" "$content" "$style" 128 256 512
+for f in $content $style; do [[ -f $f ]] || { echo "bench: $f missing (BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
+[[ -z $photos || -d $photos ]] || { echo "bench: BENCH_PHOTOS=$photos is not a folder" >&2; exit 2; }
+"$py" bench/prep_images.py "$out/img" ${content:+--content "$content"} ${style:+--style "$style"} 128 256 512
 
 echo "# nst benchmarks $(date -u +%FT%TZ), $(git describe --always --dirty)"
 echo
+echo "Inputs: content ${content:-synthetic (bench/prep_images.py)}, style ${style:-synthetic}; batch photos ${photos:-synthetic}"
 echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for part in "${parts[@]}"; do
 	case $part in
@@ -62,14 +70,38 @@ for part in "${parts[@]}"; do
 	batch)
 		echo; echo "## Batch"
 		"$py" bench/batch.py batch --nst "$out/nst" --out "$out" --contents "${BATCH_CONTENTS:-16}" --styles 2 \
-			--size "${BATCH_SIZE:-64}" --steps "${BATCH_STEPS:-10}" --reps "${BENCH_REPS:-3}"
+			--size "${BATCH_SIZE:-64}" --steps "${BATCH_STEPS:-10}" --reps "${BENCH_REPS:-3}" ${photos:+--photos "$photos"}
 		;;
 	rss)
 		echo; echo "## RSS over a long batch"
 		"$py" bench/batch.py rss --nst "$out/nst" --out "$out" --contents "${RSS_CONTENTS:-100}" --styles 2 \
-			--size "${BATCH_SIZE:-64}" --steps "${RSS_STEPS:-5}"
+			--size "${BATCH_SIZE:-64}" --steps "${RSS_STEPS:-5}" ${photos:+--photos "$photos"}
 		;;
-	*) echo "bench: unknown part $part (all, peak, step, ttq, batch, rss)" >&2; exit 2 ;;
+	format)
+		echo; echo "## Memory format: nst's Adam step, NCHW (the default) and channels-last, interleaved"
+		echo; echo "${BENCH_THREADS:-2} threads; s/step: median wall time of a measured step; cpu-s/step: the process's CPU time per measured step"
+		echo; echo "| px | rep | first | NCHW s/step | channels-last s/step | NCHW / channels-last | NCHW cpu-s/step | channels-last cpu-s/step | NCHW / channels-last (CPU) | load at start |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		for size in ${FORMAT_SIZES:-128 256}; do
+			for rep in $(seq "${FORMAT_REPS:-4}"); do
+				order=(nchw channels-last)
+				((rep % 2 == 0)) && order=(channels-last nchw)
+				declare -A sps=() cps=()
+				load=$(cut -d' ' -f1 /proc/loadavg)
+				for f in "${order[@]}"; do
+					line=$(NST_BENCH_DIR="$out/img" NST_BENCH_FORMAT=$f NST_BENCH_THREADS=${BENCH_THREADS:-2} NST_BENCH_WARMUP=${BENCH_WARMUP:-1} \
+						"$out/torch.test" -test.run '^$' -test.bench "BenchmarkStep/adam/$size\$" -test.benchtime "${FORMAT_STEPS:-6}x" | grep '^Benchmark')
+					echo "$line" >>"$out/format.txt"
+					sps[$f]=$(awk '{for (i = 1; i < NF; i++) if ($(i+1) == "s/step") print $i}' <<<"$line")
+					cps[$f]=$(awk '{for (i = 1; i < NF; i++) if ($(i+1) == "cpu-s/step") print $i}' <<<"$line")
+				done
+				ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+				echo "| $size | $rep | ${order[0]} | ${sps[nchw]} | ${sps[channels-last]} | $(ratio "${sps[nchw]}" "${sps[channels-last]}") | ${cps[nchw]} | ${cps[channels-last]} | $(ratio "${cps[nchw]}" "${cps[channels-last]}") | $load |"
+				unset sps cps
+			done
+		done
+		;;
+	*) echo "bench: unknown part $part (all, peak, step, format, ttq, batch, rss)" >&2; exit 2 ;;
 	esac
 done
 echo; echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); raw results: $out"

@@ -162,8 +162,8 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--content", default="/work/shared/images/tubingen.jpg")
-    ap.add_argument("--style", default="/work/shared/images/starry_night.jpg")
+    ap.add_argument("--content", help="content image (step mode; bench/prep_images.py makes them)")
+    ap.add_argument("--style", help="style image (step mode)")
     ap.add_argument("--truncate", action="store_true",
                     help="cut VGG19 after conv5_1 (the seed runs all 37 modules, through conv5_4 and pool5)")
     ap.add_argument("--n", type=int, default=4096)
@@ -171,6 +171,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.mode == "step":
+        if not (a.content and a.style):
+            ap.error("step mode needs --content and --style")
         if a.steps <= a.warmup:
             ap.error("--steps must exceed --warmup")
         step_mode(a)

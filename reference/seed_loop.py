@@ -8,7 +8,9 @@ The code below is the seed's, with only these changes (see reference/README.md):
 - CPU, torch.set_num_threads(1) and float32 throughout, for bitwise run-to-run determinism;
 - every step's content_loss, style_loss (before style_weight) and total_loss, computed before
   optimizer.step(), are written as JSON Lines to --out; no matplotlib display;
-- optional --out-image (final target, via im_convert) and --features-out (per-layer summaries).
+- optional --out-image (final target, via im_convert) and --features-out (per-layer summaries);
+- --optimizer lbfgs replaces Adam with torch.optim.LBFGS(line_search_fn="strong_wolfe"), the
+  optimiser of Gatys et al. and of nst's --optimizer lbfgs, on the same loss (see lbfgs_loop).
 """
 
 import argparse
@@ -153,7 +155,13 @@ def main():
     ap.add_argument("--style", default=os.path.join(TESTDATA, "style.png"))
     ap.add_argument("--out-image", help="PNG of the final target (im_convert, then x255 rounded)")
     ap.add_argument("--features-out", help="JSON of per-layer feature/Gram summaries and step-1 losses")
+    ap.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
+                    help="adam: the seed's loop; lbfgs: torch.optim.LBFGS, strong Wolfe (--lr defaults to 1)")
+    ap.add_argument("--history", type=int, default=100, help="L-BFGS history_size (nst's default)")
+    ap.add_argument("--tolerance", type=float, default=1e-9, help="L-BFGS tolerance_change (nst's default)")
     args = ap.parse_args()
+    if args.optimizer == "lbfgs" and args.lr == 0.003:
+        args.lr = 1.0
 
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float32)
@@ -207,6 +215,10 @@ def main():
 
     # for displaying the target image, intermittently
     show_every = args.show_every
+
+    if args.optimizer == "lbfgs":
+        lbfgs_loop(args, target, vgg, content_features, style_grams, style_weights)
+        return
 
     # iteration hyperparameters
     optimizer = optim.Adam([target], lr=args.lr)
@@ -286,6 +298,67 @@ def main():
         with open(args.features_out, "w") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")
+
+
+def lbfgs_loop(args, target, vgg, content_features, style_grams, style_weights):
+    """torch.optim.LBFGS(line_search_fn="strong_wolfe") on the seed's loss, logged per iteration.
+
+    Each step() call does one iteration (max_iter=1); the state (directions, history, step
+    length, iteration count) carries over between calls, so the iterates are those of one call
+    with max_iter=--steps as long as no progress test stops that call early. The line is the
+    loss at the iterate the iteration starts from, i.e. the first closure evaluation of the call
+    (step 1 is at target = content), as in the Adam log and in nst's. After the logged run, a
+    fresh target is optimised in one call with max_iter=--steps and must end bitwise equal.
+    """
+    def loss_of(t):
+        # The seed's loop body.
+        target_features = get_features(t, vgg)
+        content_loss = torch.mean((target_features['conv4_2'] - content_features['conv4_2'])**2)
+        style_loss = 0
+        for layer in style_weights:
+            target_feature = target_features[layer]
+            _, d, h, w = target_feature.shape
+            target_gram = gram_matrix(target_feature)
+            style_gram = style_grams[layer]
+            layer_style_loss = style_weights[layer] * torch.mean((target_gram - style_gram)**2)
+            style_loss += layer_style_loss / (d * h * w)
+        total_loss = args.content_weight * content_loss + args.style_weight * style_loss
+        return content_loss, style_loss, total_loss
+
+    def run(t, max_iter, log=None):
+        optimizer = optim.LBFGS([t], lr=args.lr, max_iter=max_iter, max_eval=max_iter * 100,
+                                tolerance_grad=1e-7, tolerance_change=args.tolerance,
+                                history_size=args.history, line_search_fn="strong_wolfe")
+        evals = []
+
+        def closure():
+            optimizer.zero_grad()
+            c, s, total = loss_of(t)
+            total.backward()
+            evals.append((c.item(), s.item(), total.item()))
+            return total
+
+        if log is None:
+            optimizer.step(closure)
+            return
+        for ii in range(1, args.steps + 1):
+            evals.clear()
+            before = t.detach().clone()
+            optimizer.step(closure)
+            c, s, total = evals[0]
+            log.write(json.dumps({"step": ii, "content_loss": c, "style_loss": s, "total_loss": total}) + "\n")
+            if torch.equal(before, t.detach()):
+                break  # converged: nst stops here too
+
+    start = target.detach().clone()
+    with open(args.out, "w") as log:
+        run(target, 1, log)
+    again = start.clone().requires_grad_(True)
+    run(again, args.steps)
+    assert torch.equal(again.detach(), target.detach()), "one LBFGS call with max_iter=steps ended elsewhere"
+    if args.out_image:
+        image = im_convert(target)
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(args.out_image)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +50,7 @@ func checkMemoryFormat(v string) error {
 
 // registerMemoryFormat adds --memory-format, shared by stylize, run and worker.
 func registerMemoryFormat(fs *pflag.FlagSet, v *string) {
-	fs.StringVar(v, "memory-format", torch.NCHW, "VGG19 activation layout: nchw (the seed's, bit for bit) or channels-last (NHWC kernels: a few % faster on CPU, the layout GPU tensor cores want; results agree up to float rounding)")
+	fs.StringVar(v, "memory-format", torch.NCHW, "VGG19 activation layout: nchw (the seed's; losses within 1e-5 of its PyTorch loop) or channels-last (NHWC kernels: the layout GPU tensor cores want; losses within 1e-3 of nchw's)")
 }
 
 // paramFlags are the optimisation parameters, with the seed's defaults.
@@ -161,6 +162,30 @@ func stylizeCommand() command {
 				if len(pf.styleBlend) > 0 && len(pf.styleBlend) != len(styles) {
 					return usagef("--style-blend has %d weights for %d styles", len(pf.styleBlend), len(styles))
 				}
+				plot := place{what: "--loss-plot", path: lossPlot, output: true}
+				if lossPlot == "" && lossLog != "" {
+					plot.what = "the loss plot"
+					plot.path = strings.TrimSuffix(lossLog, filepath.Ext(lossLog)) + ".png"
+					plot.note = " (named after --loss-log " + lossLog + "; choose another with --loss-plot)"
+				}
+				files := []place{{what: "--content", path: content}}
+				for _, s := range styles {
+					files = append(files, place{what: "--style", path: s})
+				}
+				if ef.weights != "" {
+					files = append(files, place{what: "--weights", path: ef.weights})
+				}
+				files = append(files, place{what: "--out", path: out, output: true})
+				if lossLog != "" {
+					files = append(files, place{what: "--loss-log", path: lossLog, output: true, inPlace: true})
+				}
+				if plot.path != "" {
+					files = append(files, plot)
+				}
+				if err := checkOutputs(files, out, saveEvery, p.Steps*max(p.Scales, 1)); err != nil {
+					return err
+				}
+
 				req := transfer.Request{Params: p}
 				if req.Content, err = readImage(content); err != nil {
 					return usageError{err}
@@ -178,15 +203,15 @@ func stylizeCommand() command {
 				}
 				defer eng.Close()
 
+				// The loss log is written as the steps come (it can be followed with tail -f).
+				var logF *os.File
 				var logW *bufio.Writer
 				if lossLog != "" {
-					f, err := os.Create(lossLog)
-					if err != nil {
-						return err
+					if logF, err = os.Create(lossLog); err != nil {
+						return fmt.Errorf("--loss-log %s: %w", lossLog, cause(err))
 					}
-					defer f.Close()
-					logW = bufio.NewWriter(f)
-					defer logW.Flush()
+					defer logF.Close()
+					logW = bufio.NewWriter(logF)
 				}
 				bar := newStepProgress(e, p.Steps*max(p.Scales, 1))
 				req.OnStep = func(s transfer.Step) error {
@@ -194,33 +219,45 @@ func stylizeCommand() command {
 					if logW == nil {
 						return nil
 					}
-					b, _ := json.Marshal(s)
-					logW.Write(append(b, '\n'))
+					b, err := json.Marshal(s)
+					if err != nil {
+						return err
+					}
+					if _, err := logW.Write(append(b, '\n')); err != nil {
+						return fmt.Errorf("--loss-log %s: %w", lossLog, cause(err))
+					}
 					return nil
 				}
 				if saveEvery > 0 {
 					req.SaveEvery = saveEvery
+					fr := frames{out: out}
 					req.OnImage = func(step int, img *image.NRGBA) error {
-						ext := filepath.Ext(out)
-						return writeImage(fmt.Sprintf("%s.step%d%s", strings.TrimSuffix(out, ext), step, ext), img, format)
+						return writeImage("--save-every", fr.name(step), img, format)
 					}
 				}
 				res, err := eng.Stylize(ctx, req)
 				bar.done()
+				if logW != nil {
+					// Keep what was logged even when the run failed.
+					ferr := logW.Flush()
+					if cerr := logF.Close(); ferr == nil {
+						ferr = cerr
+					}
+					if ferr != nil && err == nil {
+						err = fmt.Errorf("--loss-log %s: %w", lossLog, cause(ferr))
+					}
+				}
 				if err != nil {
 					if errors.Is(err, transfer.ErrBadInput) {
 						return usageError{err}
 					}
 					return err
 				}
-				if err := writeImage(out, res.Image, format); err != nil {
+				if err := writeImage("--out", out, res.Image, format); err != nil {
 					return err
 				}
-				if lossPlot == "" && lossLog != "" {
-					lossPlot = strings.TrimSuffix(lossLog, filepath.Ext(lossLog)) + ".png"
-				}
-				if lossPlot != "" {
-					if err := writePlot(lossPlot, res.Log, filepath.Base(out)); err != nil {
+				if plot.path != "" {
+					if err := writePlot(plot.what, plot.path, res.Log, filepath.Base(out)); err != nil {
 						return err
 					}
 				}
@@ -246,33 +283,58 @@ func readImage(path string) (*image.NRGBA, error) {
 	return img, nil
 }
 
-// writePlot draws the loss curves of log to path (a PNG), titled title.
-func writePlot(path string, log []transfer.Step, title string) error {
-	var buf bytes.Buffer
-	if err := report.LossPlot(&buf, log, report.PlotOptions{Title: title}); err != nil {
+// checkOutputs refuses, before any work, an output of files that would be written over an
+// input or over another output (the frames of --save-every every included, up to step last),
+// however each is spelt (relative, through links, hard links), and an output that cannot be
+// created where it is named.
+func checkOutputs(files []place, out string, every, last int) error {
+	var places []place
+	for _, f := range files {
+		pl, err := newPlace(f)
+		if err != nil {
+			return err
+		}
+		places = append(places, pl)
+	}
+	var fr frames
+	if every > 0 {
+		var err error
+		if fr, err = newFrames(out, every, last); err != nil {
+			return err
+		}
+	}
+	if err := checkPlaces(places, fr); err != nil {
 		return err
 	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
+	for _, pl := range places {
+		if pl.output {
+			if err := checkWritable(pl); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// writeImage writes atomically: a temporary file in the same directory, renamed into place.
-func writeImage(path string, img image.Image, format string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
+// writePlot draws the loss curves of log to path (a PNG), titled title.
+func writePlot(what, path string, log []transfer.Step, title string) error {
+	var buf bytes.Buffer
+	if err := report.LossPlot(&buf, log, report.PlotOptions{Title: title}); err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return writeFile(what, path, func(w io.Writer) error {
+		_, err := w.Write(buf.Bytes())
 		return err
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	if err := imaging.Encode(w, img, format, imaging.DefaultJPEGQuality); err != nil {
-		tmp.Close()
-		return fmt.Errorf("encode %s: %w", path, err)
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	})
+}
+
+// writeImage writes img to path atomically (see writeFile); what names it in errors.
+func writeImage(what, path string, img image.Image, format string) error {
+	return writeFile(what, path, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		if err := imaging.Encode(bw, img, format, imaging.DefaultJPEGQuality); err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
+		return bw.Flush()
+	})
 }

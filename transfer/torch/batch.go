@@ -17,8 +17,9 @@ var _ transfer.BatchOptimizer = (*Engine)(nil)
 // image can. Each request gets the result (or error) it would get alone, to rounding: the loss
 // is a sum of per-image terms, so every image's gradient is its own, and Adam is elementwise.
 //
-// Requests are batched only when that is exact: the same Params, Adam, one scale, no Resume,
-// and contents of the same size after scaling. Otherwise they run one after another. Callbacks
+// Requests are batched only when the batch computes what each would alone (up to rounding:
+// TestBatchMatchesSingleRuns holds each loss within 1e-4): the same Params, Adam, one scale, no
+// Resume, and contents of the same size after scaling. Otherwise they run one after another. Callbacks
 // are called per request; an error from one, or a non-finite loss, fails that request only.
 func (e *Engine) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
 	results := make([]*transfer.Result, len(reqs))
@@ -44,7 +45,7 @@ func (e *Engine) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*
 	return results, errs
 }
 
-// batchable reports whether reqs can share one optimisation exactly (sizes are checked later).
+// batchable reports whether reqs can share one optimisation (sizes are checked later).
 func batchable(reqs []transfer.Request) bool {
 	if len(reqs) < 2 {
 		return false

@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"image"
+	"image/color"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,16 +32,18 @@ import (
 //
 //	go test -run '^$' -bench 'BenchmarkStep/adam/256$' -benchtime 5x ./transfer/torch
 //
-// Metrics: s/step (median step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
+// Metrics: s/step (median step), cpu-s/step (the process's CPU time over the measured steps,
+// per step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
 // over the median Adam step; for L-BFGS, whose steps hold one or more evaluations, it is left
 // out) and peak-RSS-MiB (the process's VmHWM so far: run one sub-benchmark per process for a
 // per-size figure). 512 px takes tens of seconds a step on 2 cores: it runs only when the
 // -bench pattern names 512 or NST_BENCH_512=1.
 //
-// Environment: NST_BENCH_FORMAT (channels-last or nchw; default the engine's), NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a
-// folder with content-<size>.png and style-<size>.png, as bench/prep_images.py writes; default
-// /work/shared/images/tubingen.jpg and starry_night.jpg, centre-cropped and resized here; the
-// benchmark is skipped when neither exists).
+// Environment: NST_BENCH_FORMAT (channels-last or nchw; default the engine's),
+// NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a folder with
+// content-<size>.png and style-<size>.png, as bench/prep_images.py writes from your photos or
+// its own synthetic pictures; default: synthetic pictures drawn here, see synthImages). The
+// time of a step does not depend on the pictures: every convolution does the same work.
 func BenchmarkStep(b *testing.B) {
 	var eng *Engine
 	defer func() {
@@ -72,15 +77,16 @@ func BenchmarkStep(b *testing.B) {
 				// Page faults of the measured steps: a step that faults its buffers in afresh
 				// pays for it in kernel time (see nst_keep_freed_memory).
 				var faults0, faults1 int64
+				var cpu0, cpu1 float64
 				b.ResetTimer()
 				res, err := eng.Stylize(context.Background(), transfer.Request{
 					Content: content, Styles: []image.Image{style}, Params: p,
 					OnStep: func(st transfer.Step) error {
 						switch st.Step {
 						case warm:
-							faults0 = minorFaults()
+							faults0, cpu0 = minorFaults(), cpuSeconds()
 						case p.Steps:
-							faults1 = minorFaults()
+							faults1, cpu1 = minorFaults(), cpuSeconds()
 						}
 						return nil
 					},
@@ -101,6 +107,12 @@ func BenchmarkStep(b *testing.B) {
 				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 				if faults1 > 0 {
 					b.ReportMetric(float64(faults1-faults0)/float64(p.Steps-warm), "faults/step")
+				}
+				if cpu1 > 0 {
+					// User+system CPU of the whole process per measured step: on a shared machine
+					// far steadier than wall time (a descheduled thread costs wall time, not CPU),
+					// though spinning OpenMP workers count.
+					b.ReportMetric((cpu1-cpu0)/float64(p.Steps-warm), "cpu-s/step")
 				}
 			})
 		}
@@ -195,19 +207,18 @@ func benchEnvInt(name string, def int) int {
 	return def
 }
 
-// benchImages returns a size x size content and style: NST_BENCH_DIR's prepared PNGs, else the
-// shared tubingen/starry_night photos centre-cropped and resized.
+// benchImages returns a size x size content and style: NST_BENCH_DIR's prepared PNGs, else
+// synthImages.
 func benchImages(b *testing.B, size int) (content, style *image.NRGBA) {
 	b.Helper()
-	c, s := "/work/shared/images/tubingen.jpg", "/work/shared/images/starry_night.jpg"
-	if dir := os.Getenv("NST_BENCH_DIR"); dir != "" {
-		c = filepath.Join(dir, fmt.Sprintf("content-%d.png", size))
-		s = filepath.Join(dir, fmt.Sprintf("style-%d.png", size))
+	dir := os.Getenv("NST_BENCH_DIR")
+	if dir == "" {
+		return synthImages(size)
 	}
 	load := func(path string) *image.NRGBA {
 		f, err := os.Open(path)
 		if err != nil {
-			b.Skipf("benchmark image: %v", err)
+			b.Fatalf("NST_BENCH_DIR: %v", err)
 		}
 		defer f.Close()
 		img, _, err := imaging.Decode(f, imaging.DefaultLimits())
@@ -220,10 +231,49 @@ func benchImages(b *testing.B, size int) (content, style *image.NRGBA) {
 		sq := img.SubImage(image.Rect(x0, y0, x0+m, y0+m)).(*image.NRGBA)
 		return imaging.Resize(imaging.ToNRGBA(sq), size, size)
 	}
-	return load(c), load(s)
+	return load(filepath.Join(dir, fmt.Sprintf("content-%d.png", size))), load(filepath.Join(dir, fmt.Sprintf("style-%d.png", size)))
 }
 
-// peakRSSMiB is this process's peak resident set (VmHWM), 0 if unknown.
+// synthImages draws a deterministic size x size content (sky, hills, a sun, fine grain) and
+// style (coloured strokes over a checkerboard), so benchmarks need no file from outside the
+// repository.
+func synthImages(size int) (content, style *image.NRGBA) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	grain := func(v float64) uint8 { return uint8(max(0, min(255, 255*v+rng.NormFloat64()*8))) }
+	content = image.NewNRGBA(image.Rect(0, 0, size, size))
+	style = image.NewNRGBA(image.Rect(0, 0, size, size))
+	n := float64(size - 1)
+	for py := range size {
+		for px := range size {
+			x, y := float64(px)/n, float64(py)/n
+			r, g, bl := 0.45+0.4*y, 0.65+0.25*y, 0.95-0.1*y // sky
+			if ridge := 0.55 + 0.06*math.Sin(x*11) + 0.03*math.Sin(x*37+1); y >= ridge {
+				r, g, bl = 0.15+0.3*x, 0.45+0.4*(y-ridge), 0.2+0.1*x
+			}
+			if (x-0.75)*(x-0.75)+(y-0.2)*(y-0.2) < 0.0064 {
+				r, g, bl = 1, 0.85, 0.3
+			}
+			content.SetNRGBA(px, py, color.NRGBA{grain(r), grain(g), grain(bl), 255})
+			angle := 6*math.Sin(3*x) + 5*math.Cos(4*y)
+			stroke := math.Sin(60 * (x*math.Cos(angle) + y*math.Sin(angle)))
+			palette := [4][3]float64{{0.1, 0.2, 0.55}, {0.95, 0.8, 0.2}, {0.2, 0.45, 0.8}, {0.05, 0.1, 0.3}}
+			c := palette[min(3, max(0, int((stroke+1)*2)))]
+			check := float64((px*16/size + py*16/size) % 2)
+			style.SetNRGBA(px, py, color.NRGBA{grain(0.85*c[0] + 0.15*check), grain(0.85*c[1] + 0.15*check), grain(0.85*c[2] + 0.15*check), 255})
+		}
+	}
+	return content, style
+}
+
+// cpuSeconds is the process's user+system CPU time so far, 0 if unknown.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 // minorFaults is the process's minor page faults so far.
 func minorFaults() int64 {
 	var ru syscall.Rusage
@@ -233,6 +283,7 @@ func minorFaults() int64 {
 	return ru.Minflt
 }
 
+// peakRSSMiB is this process's peak resident set (VmHWM), 0 if unknown.
 func peakRSSMiB() float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {

@@ -48,10 +48,11 @@ type Options struct {
 	// default (one per core). With several concurrent calls, give each cores/calls.
 	Threads int
 	// MemoryFormat is the memory order of VGG19's weights and activations: NCHW (the default,
-	// "": the seed's layout, bit for bit its results) or ChannelsLast, which runs oneDNN's and
-	// cuDNN's native NHWC kernels without reordering activations (4-28% a step on this
-	// project's CPU; on GPUs the layout bf16 tensor cores want) and rounds the
-	// convolutions' sums differently (docs/BENCHMARKS.md).
+	// "": the seed's layout; losses within 1e-5 of its PyTorch loop, TestParityWithSeed) or
+	// ChannelsLast, which runs oneDNN's and cuDNN's native NHWC kernels without reordering
+	// activations (on GPUs the layout bf16 tensor cores want; CPU figures in
+	// docs/BENCHMARKS.md) and rounds the convolutions' sums differently (losses within 1e-3 of
+	// NCHW's, TestChannelsLast).
 	MemoryFormat string
 	// StyleCache is how many prepared style targets to keep (0: 32).
 	StyleCache int
