@@ -225,7 +225,7 @@ func (s *Steps) stopReason(loss float64) string {
 		return ""
 	}
 	before := s.log[len(s.log)-w].TotalLoss // w steps back; the level has inLevel-1 >= w logged
-	fell := 0.0 // from a loss of 0 nothing is left to gain
+	fell := 0.0                             // from a loss of 0 nothing is left to gain
 	if before != 0 {
 		fell = (before - loss) / math.Abs(before)
 	}
