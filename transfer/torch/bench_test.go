@@ -40,6 +40,7 @@ import (
 // -bench pattern names 512 or NST_BENCH_512=1.
 //
 // Environment: NST_BENCH_FORMAT (channels-last or nchw; default the engine's),
+// NST_BENCH_PRECISION (bf16 or fp32; default fp32),
 // NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a folder with
 // content-<size>.png and style-<size>.png, as bench/prep_images.py writes from your photos or
 // its own synthetic pictures; default: synthetic pictures drawn here, see synthImages). The
@@ -71,6 +72,7 @@ func BenchmarkStep(b *testing.B) {
 				p.Size = size
 				p.Steps = warm + b.N
 				p.Optimizer = opt
+				p.Precision = os.Getenv("NST_BENCH_PRECISION")
 				if opt == transfer.LBFGS {
 					p.LR = 1
 				}
@@ -114,6 +116,59 @@ func BenchmarkStep(b *testing.B) {
 					// though spinning OpenMP workers count.
 					b.ReportMetric((cpu1-cpu0)/float64(p.Steps-warm), "cpu-s/step")
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkBatchStep is BenchmarkStep's Adam step for N same-size pairs optimised as one batch
+// (Engine.StylizeBatch: one forward and backward over all N images), in seconds per image per
+// step (s/step/image; N = 1 is the lone run), so the ratio to N = 1 is what batching gives per
+// pair:
+//
+//	go test -run '^$' -bench 'BenchmarkBatchStep/2/512$' -benchtime 3x ./transfer/torch
+//
+// Same environment as BenchmarkStep; 512 px only when named or NST_BENCH_512=1.
+func BenchmarkBatchStep(b *testing.B) {
+	var eng *Engine
+	defer func() {
+		if eng != nil {
+			eng.Close()
+		}
+	}()
+	for _, n := range []int{1, 2, 4} {
+		for _, size := range []int{128, 256, 512} {
+			b.Run(fmt.Sprintf("%d/%d", n, size), func(b *testing.B) {
+				if size == 512 && !want512() {
+					b.Skip("512 px: name it in -bench or set NST_BENCH_512=1")
+				}
+				content, style := benchImages(b, size)
+				if eng == nil {
+					var err error
+					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2),
+						MemoryFormat: os.Getenv("NST_BENCH_FORMAT")})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				warm := benchEnvInt("NST_BENCH_WARMUP", 1)
+				p := transfer.DefaultParams()
+				p.Size, p.Steps, p.Precision = size, warm+b.N, os.Getenv("NST_BENCH_PRECISION")
+				reqs := make([]transfer.Request, n)
+				for i := range reqs {
+					reqs[i] = transfer.Request{Content: content, Styles: []image.Image{style}, Params: p}
+				}
+				b.ResetTimer()
+				results, errs := eng.StylizeBatch(context.Background(), reqs)
+				b.StopTimer()
+				for i, err := range errs {
+					if err != nil {
+						b.Fatalf("request %d: %v", i, err)
+					}
+				}
+				steps := stepTimes(results[0].Log)
+				b.ReportMetric(median(steps[warm:])/float64(n), "s/step/image")
+				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 			})
 		}
 	}
