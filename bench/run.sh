@@ -3,7 +3,7 @@
 # prepares inputs in a temporary folder, runs each part with nst and the PyTorch reference
 # interleaved, and prints markdown tables (raw results in $BENCH_OUT).
 #
-# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format]...     (default: all)
+# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format|scale]...     (default: all but scale)
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
 #   BENCH_STEPS [128:7,256:4,512:2]  steps per size, warm-up included (BENCH_WARMUP [1])
@@ -20,6 +20,8 @@
 #   BENCH_CONTENT, BENCH_STYLE [unset: the synthetic pictures bench/prep_images.py draws]: a
 #     content photo and a style picture of your own, centre-cropped and resized to each size
 #   BENCH_PHOTOS [unset: synthetic]: a folder of JPEG/PNG photos the batch and rss parts crop inputs from
+#   SCALE_PAIRS [100000,1000000]: catalogue sizes of the scale part (bench/scale: the pipeline over a
+#     synthetic catalogue behind an S3 emulator; needs neither PyTorch nor a GPU; about an hour at 1M)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -28,6 +30,18 @@ out=${BENCH_OUT:-$(mktemp -d -t nst-bench-XXXXXX)}
 mkdir -p "$out"
 parts=("$@")
 [[ ${#parts[@]} -eq 0 || " ${parts[*]} " == *" all "* ]] && parts=(peak step format ttq batch rss)
+if [[ " ${parts[*]} " == *" scale "* ]]; then
+	echo "bench: scale: building into $out" >&2
+	go build -o "$out/scale" ./bench/scale
+	go build -o "$out/nst" ./cmd/nst
+	echo "## Catalogue scale ($(git describe --always --dirty), $(date -u +%FT%TZ))"
+	echo
+	"$out/scale" -pairs "${SCALE_PAIRS:-100000,1000000}" -nst "$out/nst"
+	rest=()
+	for p in "${parts[@]}"; do [[ $p == scale ]] || rest+=("$p"); done
+	[[ ${#rest[@]} -eq 0 ]] && exit 0
+	parts=("${rest[@]}")
+fi
 content=${BENCH_CONTENT:-}
 style=${BENCH_STYLE:-}
 photos=${BENCH_PHOTOS:-}

@@ -489,12 +489,6 @@ const (
 	slotForced                   // Config.Force: whatever is there is overwritten
 )
 
-// shortHash is a short digest of s for keys.
-func shortHash(s string) string {
-	d := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(d[:8])
-}
-
 // resolveWeights finds the weights' digest without downloading them: the manifest's sha256,
 // else the object's version.
 func (b *batch) resolveWeights(ctx context.Context) error {
