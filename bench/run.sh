@@ -6,7 +6,8 @@
 # Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format|scale]...     (default: all but scale)
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
-#   BENCH_STEPS [128:7,256:4,512:2]  steps per size, warm-up included (BENCH_WARMUP [1])
+#   BENCH_STEPS [128:7,256:4,512:2,1024:2]  steps per size, warm-up included (BENCH_WARMUP [1])
+#   BENCH_SIZES [128,256,512] (1024 too) BENCH_OPTIMIZERS [adam,lbfgs]: the step part's sizes and optimisers
 #   BENCH_THREADS [2]  libtorch threads on both sides
 #   TTQ_SIZES [512]  TTQ_CANDIDATES [the list, see ttq_candidates below]  TTQ_BUDGETS [10,30,100]
 #     TTQ_REPS [1]  TTQ_LIMIT [px:s,...: when a candidate is cancelled; default the last budget]
@@ -56,7 +57,7 @@ go build -o "$out/nst" ./cmd/nst
 for f in $content $style; do [[ -f $f ]] || { echo "bench: $f missing (BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
 [[ -z $photos || -d $photos ]] || { echo "bench: BENCH_PHOTOS=$photos is not a folder" >&2; exit 2; }
 "$py" bench/prep_images.py "$out/img" ${content:+--content "$content"} ${style:+--style "$style"} \
-	$(echo 128 256 512 "${TTQ_SIZES:-}" | tr ', ' '\n\n' | sort -nu)
+	$(echo 128 256 512 "${TTQ_SIZES:-}" "${BENCH_SIZES:-}" | tr ', ' '\n\n' | sort -nu)
 
 # The time-to-quality candidates of docs/BENCHMARKS.md: single-scale L-BFGS (history 10, 50,
 # 100), coarse to fine with 2 and 3 levels and several splits, the named schedules, each in fp32
@@ -88,7 +89,8 @@ for part in "${parts[@]}"; do
 		echo; echo "## Per step (median s/step; ratio = median of per-repetition nst/PyTorch)"
 		"$py" bench/step.py --test-bin "$out/torch.test" --python "$py" --images "$out/img" --out "$out" \
 			--reps "${BENCH_REPS:-3}" --reps512 "${BENCH_REPS512:-1}" --threads "${BENCH_THREADS:-2}" \
-			--steps "${BENCH_STEPS:-128:7,256:4,512:2}" --warmup "${BENCH_WARMUP:-1}"
+			--steps "${BENCH_STEPS:-128:7,256:4,512:2,1024:2}" --warmup "${BENCH_WARMUP:-1}" \
+			--sizes "${BENCH_SIZES:-128,256,512}" --optimizers "${BENCH_OPTIMIZERS:-adam,lbfgs}"
 		;;
 	ttq)
 		echo; echo "## Time to quality"

@@ -36,8 +36,8 @@ import (
 // per step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
 // over the median Adam step; for L-BFGS, whose steps hold one or more evaluations, it is left
 // out) and peak-RSS-MiB (the process's VmHWM so far: run one sub-benchmark per process for a
-// per-size figure). 512 px takes tens of seconds a step on 2 cores: it runs only when the
-// -bench pattern names 512 or NST_BENCH_512=1.
+// per-size figure). 512 and 1024 px take seconds a step on 2 cores: they run only when the
+// -bench pattern names the size or NST_BENCH_512=1.
 //
 // Environment: NST_BENCH_FORMAT (channels-last or nchw; default the engine's),
 // NST_BENCH_PRECISION (bf16 or fp32; default fp32),
@@ -53,10 +53,10 @@ func BenchmarkStep(b *testing.B) {
 		}
 	}()
 	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
-		for _, size := range []int{128, 256, 512} {
+		for _, size := range []int{128, 256, 512, 1024} {
 			b.Run(fmt.Sprintf("%s/%d", opt, size), func(b *testing.B) {
-				if size == 512 && !want512() {
-					b.Skip("512 px: name it in -bench or set NST_BENCH_512=1 (tens of seconds a step on 2 cores)")
+				if size >= 512 && !wantLarge(size) {
+					b.Skipf("%d px: name it in -bench or set NST_BENCH_512=1 (seconds a step on 2 cores)", size)
 				}
 				content, style := benchImages(b, size)
 				if eng == nil {
@@ -139,8 +139,8 @@ func BenchmarkBatchStep(b *testing.B) {
 	for _, n := range []int{1, 2, 4} {
 		for _, size := range []int{128, 256, 512} {
 			b.Run(fmt.Sprintf("%d/%d", n, size), func(b *testing.B) {
-				if size == 512 && !want512() {
-					b.Skip("512 px: name it in -bench or set NST_BENCH_512=1")
+				if size >= 512 && !wantLarge(size) {
+					b.Skipf("%d px: name it in -bench or set NST_BENCH_512=1", size)
 				}
 				content, style := benchImages(b, size)
 				if eng == nil {
@@ -247,12 +247,14 @@ func TestVGGStepFLOPs(t *testing.T) {
 	}
 }
 
-func want512() bool {
+// wantLarge reports whether a size of 512 px or more is to run: named in -bench (its digits)
+// or NST_BENCH_512=1.
+func wantLarge(size int) bool {
 	if os.Getenv("NST_BENCH_512") == "1" {
 		return true
 	}
 	f := flag.Lookup("test.bench")
-	return f != nil && strings.Contains(f.Value.String(), "512")
+	return f != nil && strings.Contains(f.Value.String(), strconv.Itoa(size))
 }
 
 func benchEnvInt(name string, def int) int {
