@@ -611,7 +611,7 @@ func work(p transfer.Params) int64 {
 	var w int64
 	for s := range scales {
 		side := int64(p.Size >> (scales - 1 - s))
-		w += int64(p.Steps) * side * side
+		w += int64(p.LevelSteps(s)) * side * side
 	}
 	return w
 }
