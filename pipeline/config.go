@@ -29,8 +29,10 @@ type Config struct {
 	// are resolved against its directory.
 	ManifestURL string
 
-	// ShardIndex and ShardCount select this run's share of the items: those whose position
-	// is ShardIndex modulo ShardCount. ShardCount 0 means 1; 0 <= ShardIndex < ShardCount.
+	// ShardIndex and ShardCount select this run's share of the items: those whose output
+	// slot hashes into the ShardIndex-th of ShardCount equal ranges of the hash space
+	// (shardOf), whatever the catalogue's order. ShardCount 0 means 1; 0 <= ShardIndex <
+	// ShardCount.
 	ShardIndex, ShardCount int
 
 	// RunID names the run in summaries and provenance; "" means

@@ -4,18 +4,25 @@
 //
 // # Work items
 //
-// Pairs (cross, zip or list, see manifests.Inputs) times presets are work items, in a fixed
-// order: pairs in pairing order (contents, then styles, by key), and for each pair the presets
-// in the manifest's order (spec.presets, then presetsFrom's). Each item has an ID, the first 16
-// hex digits of a SHA-256 over the content's and the style's keys, versions (MD5, else ETag,
-// else modification time) and sizes, the effective transfer.Params (DefaultParams, overridden by
-// spec.params, overridden by the preset), the output format and the weights' digest. Equal
-// inputs and parameters give equal IDs on every machine.
+// Pairs (cross, zip or list, see manifests.Inputs) times presets are work items, streamed from
+// the listings in pairing order (contents, then styles, by key; for each pair the presets in the
+// manifest's order: spec.presets, then presetsFrom's). cross holds the smaller side in memory,
+// zip walks both listings in lockstep, list holds its list; nothing else of the catalogue is
+// held. Each item has an ID, the first 16 hex digits of a SHA-256 over the content's and the
+// style's keys, versions (MD5, else ETag, else modification time) and sizes, the effective
+// transfer.Params (DefaultParams, overridden by spec.params, overridden by the preset), the
+// output format and the weights' digest. Equal inputs and parameters give equal IDs on every
+// machine.
 //
 // # Shards
 //
-// Shard i of n takes the items whose position in that order is congruent to i modulo n, so
-// every item belongs to exactly one shard and shards stay balanced.
+// An item's slot is the place its outputs take (the hash of its output keys, slotHash). Shard
+// i of n takes the items whose slot hash falls in the i-th of n equal ranges of the 64-bit hash
+// space (shardOf): every item belongs to exactly one shard whatever the listing order, an item
+// keeps its shard as the catalogue grows, and shards are balanced to the hash's uniformity
+// (TestShardBalance). A shard lists the inputs twice: once to count its items and refuse
+// colliding outputs, once to run them; between the passes it holds at most 64 bytes per item of
+// its own (TestMemoryPerItem).
 //
 // # Outputs
 //
@@ -25,17 +32,21 @@
 //	p/c__s.png (or .jpg)   the image
 //	p/c__s.loss.jsonl      one transfer.Step a line
 //	p/c__s.loss.png        the loss curves on a log scale (report.LossPlot)
-//	p/c__s.json            provenance (Provenance), written last: the item's done marker
+//	p/c__s.json            provenance (Provenance), the source of truth of a finished item
+//	_index/v1/<slot>.<ID>.<digest>   its done marker, written after the provenance
 //
-// each with the object metadata "nst-id: <ID>". An item whose provenance holds its ID is skipped
-// without downloading anything. Outputs are written with storage.WriteOnce; an image or loss log
-// left by an interrupted attempt of the same ID is replaced, one of another ID is a conflict
-// that fails the item, unless Config.Force. A new preset name writes new keys, so re-running a
-// catalogue with new loss weights never touches earlier results.
+// each output with the object metadata "nst-id: <ID>". The done index is listed, not read: a
+// shard lists its range of _index/v1/ and skips items whose marker it finds, without a request
+// per item (readIndex). A provenance without a marker (a crash between the two) is adopted and
+// re-indexed, a marker without its outputs is found by Config.Verify, and outputs of another ID
+// are a conflict that Config.OnConflict settles (fail, replace, keep); docs/RELIABILITY.md has
+// every case. Outputs are written with storage.WriteOnce. A new preset name writes new keys, so
+// re-running a catalogue with new loss weights never touches earlier results.
 //
-// Checkpoints go to _checkpoints/<ID>.ckpt (every Config.CheckpointEvery steps and when the run
-// is cancelled); the next run resumes from them. Each shard writes its summary to
-// _runs/<run ID>/shard-<i>-of-<n>.json.
+// Checkpoints go to _checkpoints/<slot>.<ID>.ckpt (every Config.CheckpointEvery steps and when
+// the run is cancelled); the next run resumes from them. Each attempt of a shard writes its
+// summary (counts and the first failures) to _runs/<run ID>/shard-<i>-of-<n>.<attempt>.json and
+// its per-pair log beside it as JSON Lines segments (journal.go).
 //
 // # Errors
 //

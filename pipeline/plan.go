@@ -68,8 +68,8 @@ type PlanOptions struct {
 // PlanBatch expands cfg's manifest as Run does and counts the items of the planned shards by
 // state, from the done index (and, with cfg.Verify, a listing of the outputs); cfg.Force counts
 // every item new. It opens no engine, reads no provenance and writes nothing. Its memory is
-// about 32 bytes per planned item (their slots and index markers). Errors are Run's: ErrInvalid
-// for the manifest and Config.
+// at most 64 bytes per planned item (their slots and index markers; TestMemoryPerItem). Errors
+// are Run's: ErrInvalid for the manifest and Config.
 func PlanBatch(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error) {
 	cfg.ShardIndex = 0
 	cfg, err := cfg.withDefaults(false)
