@@ -7,12 +7,14 @@
 //	go run ./bench/scale -pairs 100000,1000000 > scale.md
 //
 // A catalogue of P pairs is P/10 contents x 5 styles x 2 presets (16x16 PNGs; nothing is read
-// but the images of the pairs a phase computes). Phases:
+// but the images of the pairs a phase computes). Each row also has the phase process's CPU time
+// and the emulator's serving time, which say where the wall time goes. Phases:
 //
 //	(a) plan       nst plan over the catalogue once it is done (the index seeded: one marker a pair)
 //	(b) first      a first run's expansion and done check: plan over an empty output (a run does
 //	               the same two passes, then per pair the work that (d) measures)
-//	(c) no-op      nst run over the done catalogue
+//	(c) no-op      nst run over the done catalogue; then shard 0 of 10 (one pod of a 10-shard
+//	               Job) and shard 0 of pairs/10,000 (a shard of 10,000 pairs at every size)
 //	(d) new        nst run after 1,000 new contents arrived (10,000 new pairs, computed)
 //	(e) replace    the weights change; nst run --on-conflict replace, stopped after -replace-pairs
 //	               redone pairs, then resumed and stopped after as many again; every pair redone
@@ -65,6 +67,7 @@ func main() {
 	replacePairs := flag.Int("replace-pairs", 5000, "(e): pairs each replace attempt redoes before it is stopped")
 	newContents := flag.Int("new-contents", 1000, "(d): contents added before the re-run")
 	nstBin := flag.String("nst", "bin/nst", "the nst binary, for (a) as users run it (\"\": skip that row)")
+	phases := flag.String("phases", "abcde", "abc: leave out (d) and (e), which compute pairs and take minutes")
 	flag.Parse()
 	log.SetFlags(0)
 	// Fake static credentials for the emulator, no config files, no instance metadata; the
@@ -80,7 +83,7 @@ func main() {
 		if err != nil || n%10 != 0 || n <= 0 {
 			log.Fatalf("-pairs: %q is not a positive multiple of 10", f)
 		}
-		r, err := measure(n, *newContents, *replacePairs, *nstBin)
+		r, err := measure(n, *newContents, *replacePairs, *nstBin, *phases)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -91,12 +94,15 @@ func main() {
 
 // row is one phase at one size.
 type row struct {
-	pairs   int
-	phase   string
-	wall    time.Duration
-	rssKiB  int64
-	verbs   map[string]int
-	outcome string
+	pairs  int
+	phase  string
+	wall   time.Duration
+	rssKiB int64
+	verbs  map[string]int
+	// serverS is the time the emulator spent serving the phase's requests (summed over
+	// concurrent requests, so it can exceed wall); cpuS the phase process's user+system CPU.
+	serverS, cpuS float64
+	outcome       string
 }
 
 // emulator is gofakes3 with every request counted by verb.
@@ -106,6 +112,7 @@ type emulator struct {
 	url     string
 	mu      sync.Mutex
 	counts  map[string]int
+	busy    time.Duration
 }
 
 func newEmulator() (*emulator, error) {
@@ -116,10 +123,12 @@ func newEmulator() (*emulator, error) {
 		if r.Method == http.MethodGet && (r.URL.Query().Has("list-type") || strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 0) {
 			verb = "LIST"
 		}
+		start := time.Now()
+		inner.ServeHTTP(w, r)
 		e.mu.Lock()
 		e.counts[verb]++
+		e.busy += time.Since(start)
 		e.mu.Unlock()
-		inner.ServeHTTP(w, r)
 	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -135,12 +144,13 @@ func newEmulator() (*emulator, error) {
 	return e, nil
 }
 
-func (e *emulator) take() map[string]int {
+// take returns the requests counted since the last take, by verb, and the time spent serving them.
+func (e *emulator) take() (map[string]int, time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.counts
-	e.counts = map[string]int{}
-	return c
+	c, b := e.counts, e.busy
+	e.counts, e.busy = map[string]int{}, 0
+	return c, b
 }
 
 func (e *emulator) put(bucket, key string, data []byte) error {
@@ -184,7 +194,7 @@ spec:
 }
 
 // measure runs the five phases over a catalogue of n pairs.
-func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
+func measure(n, newContents, replacePairs int, nstBin, phases string) ([]row, error) {
 	e, err := newEmulator()
 	if err != nil {
 		return nil, err
@@ -214,8 +224,11 @@ func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
 	phase := func(name string, args ...string) (row, childResult, error) {
 		e.take()
 		r, res, err := runChild(args...)
-		r.pairs, r.phase, r.verbs = n, name, e.take()
-		log.Printf("%d pairs, %s: %v, %d KiB, %v; %s", n, name, r.wall.Round(time.Millisecond), r.rssKiB, r.verbs, r.outcome)
+		var busy time.Duration
+		r.pairs, r.phase = n, name
+		r.verbs, busy = e.take()
+		r.serverS = busy.Seconds()
+		log.Printf("%d pairs, %s: %v, %d KiB, %v, emulator %.1f s, CPU %.1f s; %s", n, name, r.wall.Round(time.Millisecond), r.rssKiB, r.verbs, r.serverS, r.cpuS, r.outcome)
 		return r, res, err
 	}
 	// (b) before anything is done.
@@ -241,13 +254,16 @@ func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
 		return nil, fmt.Errorf("seeded %d markers for %d pairs", seeded, n)
 	}
 	if nstBin != "" {
-		e.take()
+		e.take() // the seeding's
 		r, err := runNST(nstBin, "plan", "--manifest", man, "--json", "--log-format", "json")
 		if err != nil {
 			return nil, err
 		}
-		r.pairs, r.phase, r.verbs = n, "(a) nst plan, the binary", e.take()
-		log.Printf("%d pairs, %s: %v, %d KiB, %v; %s", n, r.phase, r.wall.Round(time.Millisecond), r.rssKiB, r.verbs, r.outcome)
+		var busy time.Duration
+		r.pairs, r.phase = n, "(a) nst plan, the binary"
+		r.verbs, busy = e.take()
+		r.serverS = busy.Seconds()
+		log.Printf("%d pairs, %s: %v, %d KiB, %v, emulator %.1f s, CPU %.1f s; %s", n, r.phase, r.wall.Round(time.Millisecond), r.rssKiB, r.verbs, r.serverS, r.cpuS, r.outcome)
 		rows = append(rows, r)
 	}
 	for _, p := range []struct{ name, mode string }{{"(a) plan", "plan"}, {"(c) no-op re-run", "run"}} {
@@ -256,6 +272,22 @@ func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
 			return nil, err
 		}
 		rows = append(rows, r)
+	}
+	// One pod's share: a shard of 10 (what each pod of a 10-shard Job does), and a shard of
+	// 10,000 pairs whatever the catalogue (the catalogue's own cost, the shard's held constant).
+	for _, count := range []int{10, n / 10000} {
+		name := fmt.Sprintf("(c) no-op re-run, shard 0 of %d", count)
+		if count == n/10000 {
+			name += " (10,000 pairs a shard)"
+		}
+		r, _, err := phase(name, "run", man, "-shard-count", strconv.Itoa(count))
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
+	}
+	if !strings.ContainsAny(phases, "de") {
+		return rows, nil
 	}
 	// (d) new contents.
 	for i := range newContents {
@@ -316,6 +348,7 @@ func runNST(bin string, args ...string) (row, error) {
 	if err != nil {
 		return r, fmt.Errorf("%s %v: %w\n%s", bin, args, err, errb.Bytes())
 	}
+	r.cpuS = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	for _, l := range strings.Split(errb.String(), "\n") {
 		var m struct {
 			Msg  string  `json:"msg"`
@@ -347,6 +380,7 @@ func runChild(args ...string) (row, childResult, error) {
 	if err != nil {
 		return r, childResult{}, fmt.Errorf("child %v: %w\n%s", args, err, out.Bytes())
 	}
+	r.cpuS = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	var res childResult
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return r, res, fmt.Errorf("child %v: %w: %s", args, err, out.Bytes())
@@ -366,12 +400,13 @@ func child(args []string) error {
 	replace := fs.Bool("replace", false, "--on-conflict replace")
 	stopAfter := fs.Int("stop-after", 0, "stop (as on SIGTERM) once this many pairs were done")
 	idsFile := fs.String("ids", "", "append the IDs of the pairs done to this file")
+	shardCount := fs.Int("shard-count", 1, "run shard 0 of this many")
 	if err := fs.Parse(args[2:]); err != nil {
 		return err
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, GPUJobs: runtime.NumCPU(),
+	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, GPUJobs: runtime.NumCPU(), ShardCount: *shardCount,
 		NewEngine: func(context.Context, pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
 			return fake.Engine{}, nil, nil
 		}}
@@ -430,11 +465,11 @@ func report(rows []row) {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	fmt.Fprintf(w, "Machine: %d CPUs, load average at the end: %s\n\n", runtime.NumCPU(), loadavg())
-	fmt.Fprintln(w, "| pairs | phase | wall | peak RSS | requests | LIST | GET | HEAD | PUT | DELETE | outcome |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| pairs | phase | wall | nst CPU | emulator | peak RSS | requests | LIST | GET | HEAD | PUT | DELETE | outcome |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %d | %s | %.1f s | %.0f MiB | %d | %d | %d | %d | %d | %d | %s |\n", r.pairs, r.phase, r.wall.Seconds(),
-			float64(r.rssKiB)/1024, sum(r.verbs), r.verbs["LIST"], r.verbs["GET"], r.verbs["HEAD"], r.verbs["PUT"], r.verbs["DELETE"], r.outcome)
+		fmt.Fprintf(w, "| %d | %s | %.1f s | %.1f s | %.1f s | %.0f MiB | %d | %d | %d | %d | %d | %d | %s |\n", r.pairs, r.phase, r.wall.Seconds(),
+			r.cpuS, r.serverS, float64(r.rssKiB)/1024, sum(r.verbs), r.verbs["LIST"], r.verbs["GET"], r.verbs["HEAD"], r.verbs["PUT"], r.verbs["DELETE"], r.outcome)
 	}
 	sizes := map[int]bool{}
 	for _, r := range rows {
