@@ -3,9 +3,11 @@
 VGG19, random weights, CPU, --threads) on the same content and style. See docs/BENCHMARKS.md.
 
 The reference. nst's Adam is the seed's loop to within 1e-5 at every step
-(transfer/torch/parity_test.go), so its loss log is the seed's loss curve. It runs once per size,
-input pair and thread count and is cached (--cache; 2000 steps at 512 px take the better part
-of an hour on 2 threads). Its curve is deterministic; its wall time is not, so the Adam time a
+(transfer/torch/parity_test.go), so its loss log is the seed's loss curve. It runs once per size
+and input pair and is cached (--cache; 2000 steps at 512 px take the better part of an hour on
+2 idle threads). Its curve is deterministic and does not depend on the thread count beyond the
+order of floating-point sums, so it may be made with --ref-threads 1 beside other work
+(`ttq.py reference` makes only the references); its wall time is never used: the Adam time a
 candidate is compared with comes from a short Adam run made in the same repetition as the
 candidates (interleaved, same load): t_adam(k) = the probe's first step (content and style
 targets included) + (k - 1) x its median step. Every Adam step does the same work, so this is
@@ -28,6 +30,7 @@ full size whose total loss is at or below the target (targets' setup included, a
 it); the loss at a budget is its last full-size loss at or before the budget.
 
 Usage: ttq.py run --nst BIN --images DIR --out DIR [--sizes 256,512] [--candidates ...]
+       ttq.py reference --nst BIN --images DIR --out DIR [--sizes ...] [--ref-threads 1]  (the cached curves only)
        ttq.py report --out DIR          (tables again from OUT/ttq.jsonl)
        ttq.py strip --nst BIN --images DIR --out DIR --size 512 --strip FILE  (best three, beside the seed's)
 """
@@ -111,13 +114,13 @@ def read_log(path):
     return out
 
 
-def stylize(a, size, name, flags, limit, image=None, extra=()):
+def stylize(a, size, name, flags, limit, image=None, extra=(), threads=0):
     """Runs nst stylize; cancels it (SIGTERM) once its log passes limit seconds. Returns the log."""
     log = os.path.join(a.out, f"ttq-{size}-{name}.jsonl")
     out = image or os.path.join(a.out, f"ttq-{size}-{name}.out.png")
     cmd = [a.nst, "stylize", "--quiet", "--content", os.path.join(a.images, f"content-{size}.png"),
            "--style", os.path.join(a.images, f"style-{size}.png"), "--out", out, "--loss-log", log,
-           "--random-weights", "--device", "cpu", "--threads", str(a.threads), "--size", str(size)] + flags + list(extra)
+           "--random-weights", "--device", "cpu", "--threads", str(threads or a.threads), "--size", str(size)] + flags + list(extra)
     if os.path.exists(log):
         os.remove(log)
     errf = open(log + ".stderr", "w+")
@@ -166,7 +169,7 @@ def reference(a, size):
     """The cached Adam curve at size (made if missing)."""
     n = int(per_size(a.adam_steps, size, 2000))
     c, s = (os.path.join(a.images, f"{k}-{size}.png") for k in ("content", "style"))
-    key = f"adam-{size}px-{n}steps-{a.threads}t-{sha(c)}-{sha(s)}"
+    key = f"adam-{size}px-{n}steps-{sha(c)}-{sha(s)}"
     path = os.path.join(a.cache, key + ".jsonl")
     meta = os.path.join(a.cache, key + ".json")
     if os.path.exists(meta):
@@ -177,13 +180,14 @@ def reference(a, size):
     os.makedirs(a.cache, exist_ok=True)
     print(f"ttq: running the seed's Adam at {size} px for {n} steps (cached in {path})", file=sys.stderr)
     l0, t0 = loadavg(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    threads = a.ref_threads or a.threads
     steps, _ = stylize(a, size, "adam-reference", ["--optimizer", "adam", "--lr", "0.003", "--steps", str(n)], 0,
-                       image=os.path.join(a.cache, key + ".png"))
+                       image=os.path.join(a.cache, key + ".png"), threads=threads)
     if len(steps) != n:
         sys.exit(f"ttq: the Adam reference logged {len(steps)} of {n} steps")
     os.replace(os.path.join(a.out, f"ttq-{size}-adam-reference.jsonl"), path)
     info = {"start": t0, "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_start": l0,
-            "load_end": loadavg(), "nst": a.nst_version, "cpu": cpu_model(), "image": key + ".png"}
+            "load_end": loadavg(), "nst": a.nst_version, "cpu": cpu_model(), "image": key + ".png", "threads": threads}
     with open(meta, "w") as f:
         json.dump(info, f)
     return steps, info
@@ -446,7 +450,7 @@ def strip(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["run", "report", "strip", "check-extrapolation"])
+    ap.add_argument("mode", choices=["run", "reference", "report", "strip", "check-extrapolation"])
     ap.add_argument("--nst")
     ap.add_argument("--images", help="content-<px>.png and style-<px>.png (bench/prep_images.py)")
     ap.add_argument("--out", required=True)
@@ -454,6 +458,7 @@ def main():
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nst"), "bench-ttq"))
     ap.add_argument("--sizes", default="512")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ref-threads", type=int, default=0, help="threads of the Adam reference (default --threads)")
     ap.add_argument("--adam-steps", default="256:2000,512:2000,1024:400", help="steps of the cached reference per size")
     ap.add_argument("--probe-steps", type=int, default=4, help="steps of each interleaved Adam probe (the first is set-up)")
     ap.add_argument("--candidates", default="lbfgs100")
@@ -465,10 +470,17 @@ def main():
     ap.add_argument("--strip-px", type=int, default=200)
     ap.add_argument("--strip-candidates", help="strip: these instead of the fastest three")
     a = ap.parse_args()
-    if a.mode == "run":
+    if a.mode in ("run", "reference"):
         if not (a.nst and a.images):
-            ap.error("run needs --nst and --images")
-        run(a)
+            ap.error(a.mode + " needs --nst and --images")
+        if a.mode == "reference":
+            os.makedirs(a.out, exist_ok=True)
+            a.nst_version = subprocess.run([a.nst, "version"], capture_output=True, text=True).stdout.split("\n")[0]
+            for size in [int(x) for x in a.sizes.split(",")]:
+                steps, info = reference(a, size)
+                print(f"ttq: reference at {size} px: {len(steps)} steps, final loss {steps[-1]['total_loss']}", file=sys.stderr)
+        else:
+            run(a)
     elif a.mode == "report":
         report(a)
     elif a.mode == "strip":
