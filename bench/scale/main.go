@@ -275,15 +275,12 @@ func measure(n, newContents, replacePairs int, nstBin, phases string) ([]row, er
 	}
 	// One pod's share: a shard of 10 (what each pod of a 10-shard Job does), and a shard of
 	// 10,000 pairs whatever the catalogue (the catalogue's own cost, the shard's held constant).
-	counts := []int{10, n / 10000}
-	if counts[1] <= counts[0] {
-		counts = counts[:1]
-	}
-	for _, count := range counts {
-		name := fmt.Sprintf("(c) no-op re-run, shard 0 of %d", count)
-		if count == n/10000 {
-			name += " (10,000 pairs a shard)"
-		}
+	// Named alike at every size, so that the ratios pair them up.
+	for _, sh := range []struct {
+		name  string
+		count int
+	}{{"(c) no-op re-run, shard 0 of 10", 10}, {"(c) no-op re-run, a shard of 10,000 pairs (0 of pairs/10,000)", max(1, n/10000)}} {
+		name, count := sh.name, sh.count
 		r, _, err := phase(name, "run", man, "-shard-count", strconv.Itoa(count))
 		if err != nil {
 			return nil, err
