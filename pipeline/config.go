@@ -48,7 +48,7 @@ type Config struct {
 	// With IOJobs it caps the images held in memory, whatever the catalogue's size.
 	MaxInFlight int
 	// BatchSize > 1 lets a lane hand up to BatchSize waiting items with the same parameters to
-	// the engine at once, when it is a transfer.BatchOptimizer (one forward/backward for all
+	// the engine at once, when it is a transfer.BatchEngine (one forward/backward for all
 	// their images; results are each item's own). 0 means 1: one item at a time.
 	BatchSize int
 
@@ -79,7 +79,7 @@ type Config struct {
 
 	// NewEngine opens the engine once a run has something to compute. close, if non-nil, is
 	// called when the run ends. Required by Run; Plan does not use it.
-	NewEngine func(ctx context.Context, spec EngineSpec) (eng transfer.Optimizer, close func() error, err error)
+	NewEngine func(ctx context.Context, spec EngineSpec) (eng transfer.Engine, close func() error, err error)
 
 	// OpenBucket opens a bucket URL; nil means blob.OpenBucket, and Run closes what it opened.
 	// A custom OpenBucket keeps ownership: Run never closes the buckets it returns (so tests

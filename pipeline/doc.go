@@ -1,5 +1,5 @@
 // Package pipeline runs a batch manifest: it lists the manifest's content and style images,
-// pairs them, takes one shard of the pairs, stylises each with a transfer.Optimizer and writes
+// pairs them, takes one shard of the pairs, stylises each with a transfer.Engine and writes
 // the results, loss logs and provenance back to a bucket.
 //
 // # Work items

@@ -135,8 +135,8 @@ spec:
 }
 
 // fakeEngine returns a NewEngine giving f.
-func fakeEngine(f fake.Engine) func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
-	return func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) { return f, nil, nil }
+func fakeEngine(f fake.Engine) func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
+	return func(context.Context, EngineSpec) (transfer.Engine, func() error, error) { return f, nil, nil }
 }
 
 // countingProgress counts steps and ends.

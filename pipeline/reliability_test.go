@@ -299,7 +299,7 @@ spec:
 			put(t, in, "w.pth", []byte("not the weights you are looking for"))
 			cfg := e.config(writeManifest(t, c.manifest))
 			var opened atomic.Int64
-			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 				opened.Add(1)
 				return fake.Engine{AnySize: true}, nil, nil
 			}
@@ -355,7 +355,7 @@ func TestEngineFailuresIsolated(t *testing.T) {
 	put(t, in, "contents/panic.png", pngBytes(t, testImage(22, 20, 3)))
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
 	cfg := e.config(writeManifest(t, relManifest("")))
-	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 		return crashingEngine{fake.Engine{AnySize: true}}, nil, nil
 	}
 	cfg.GPUJobs = 2
@@ -410,7 +410,7 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	defer cancel()
 	cfg := e.config(man)
 	cfg.CheckpointEvery = 5
-	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 		return dropLateCheckpoints{fake.Engine{AnySize: true, StepDelay: time.Millisecond}}, nil, nil
 	}
 	cfg.Progress = &countingProgress{onStep: func(_ string, step int) {

@@ -79,7 +79,7 @@ type runner struct {
 	cfg    Config
 	log    *slog.Logger
 	grace  context.Context // outlives ctx by GracePeriod: finishing writes
-	eng    transfer.Optimizer
+	eng    transfer.Engine
 	info   *transfer.Info
 	failed atomic.Int64
 
@@ -633,7 +633,7 @@ type outcome struct {
 // to resume) together where the engine batches, the others one by one.
 func (r *runner) computeBatch(ctx context.Context, batch []*loaded) []outcome {
 	out := make([]outcome, len(batch))
-	be, batches := r.eng.(transfer.BatchOptimizer)
+	be, batches := r.eng.(transfer.BatchEngine)
 	groups := map[string][]int{}
 	var order []string
 	for i, l := range batch {

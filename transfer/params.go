@@ -1,5 +1,5 @@
 // Package transfer holds what the style-transfer engine is asked and what it answers: Params,
-// Request, Result, the Optimizer interface, and what every engine shares so that they behave
+// Request, Result, the Engine interface, and what every engine shares so that they behave
 // alike: request checks (Request.Validate), the pyramid of sizes (Pyramid) and the step
 // bookkeeping (Steps). The libtorch engine lives in transfer/torch, the engine in child
 // processes in transfer/worker, a pure-Go fake for tests in transfer/fake, and the contract

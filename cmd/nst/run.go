@@ -129,7 +129,7 @@ func runCommand() command {
 					th = max(1, runtime.NumCPU()/gpuJobs)
 				}
 				ef := engineFlags{device: device, threads: th, memoryFormat: memoryFormat}
-				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
+				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Engine, func() error, error) {
 					ef.weights, ef.weightsSHA256, ef.randomWeights = spec.WeightsPath, spec.SHA256, spec.Random
 					if inProcess {
 						eng, err := ef.openSeeded(e, spec.RandomSeed)
