@@ -44,7 +44,7 @@ func (b *batchingFake) StylizeBatch(ctx context.Context, reqs []transfer.Request
 // together (never more than 4, never mixing presets' parameters), and the outputs are exactly
 // those of a run that stylises one item at a time.
 func TestBatchSize(t *testing.T) {
-	run := func(batch int, eng transfer.Engine) (map[string][]byte, *Report) {
+	run := func(batch int, eng transfer.Engine) (map[string][]byte, *ShardResult) {
 		e := memEnv()
 		standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 		cfg := e.config(writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", "")))

@@ -16,7 +16,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/manifests"
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 )
@@ -96,16 +96,16 @@ type Config struct {
 	// several goroutines.
 	Progress Progress
 
-	// Report makes Run write contact sheets (HTML) under the output URL's _report/: this
-	// shard's pairs, and every shard's once all their summaries exist (see WriteReport).
+	// ContactSheet makes Run write contact sheets (HTML) under the output URL's _report/: this
+	// shard's pairs, and every shard's once all their summaries exist (see WriteContactSheet).
 	// A sheet that cannot be written is logged, not returned.
-	Report bool
+	ContactSheet bool
 
 	// Version is the nst version recorded in provenance.
 	Version string
 
 	// segment is how many items a pair log segment and a sheet page hold; 0 means
-	// report.PageSize. Tests set it lower to see pages without a thousand items.
+	// render.PageSize. Tests set it lower to see pages without a thousand items.
 	segment int
 }
 
@@ -220,8 +220,8 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if c.segment <= 0 || c.segment > report.PageSize {
-		c.segment = report.PageSize
+	if c.segment <= 0 || c.segment > render.PageSize {
+		c.segment = render.PageSize
 	}
 	if c.Progress == nil {
 		c.Progress = NoProgress{}

@@ -24,7 +24,7 @@
 //
 //	p/c__s.png (or .jpg)   the image
 //	p/c__s.loss.jsonl      one transfer.Step a line
-//	p/c__s.loss.png        the loss curves on a log scale (report.LossPlot)
+//	p/c__s.loss.png        the loss curves on a log scale (render.LossPlot)
 //	p/c__s.json            provenance (Provenance), written last: the item's done marker
 //
 // each with the object metadata "nst-id: <ID>". An item whose provenance holds its ID is skipped

@@ -411,7 +411,7 @@ func TestStorageFaults(t *testing.T) {
 		t.Logf("failed: %s %s: %s", f.Content, f.Op, f.Error)
 	}
 	if logged := pairLog(t, out, "r/", sum1); sum1.Failed != rep.Failed || len(logged) != rep.Planned {
-		t.Errorf("summary failed %d, pair log %d; report failed %d planned %d", sum1.Failed, len(logged), rep.Failed, rep.Planned)
+		t.Errorf("summary failed %d, pair log %d; result failed %d planned %d", sum1.Failed, len(logged), rep.Failed, rep.Planned)
 	}
 	// A pair that failed may leave a damaged object its last write could not clean up (its
 	// retries ran out); it is not done, and the re-run below must repair it. Done pairs must
@@ -557,7 +557,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 	if !strings.Contains(strings.Join(texts, "\n"), "nst%3AREDACTED%40") || objects < 10 || rep == nil || rep.Failed == 0 {
-		t.Errorf("the test did not exercise what it claims: %d objects, report %+v", objects, rep)
+		t.Errorf("the test did not exercise what it claims: %d objects, result %+v", objects, rep)
 	}
 	_, injected := rig.proxy.counts()
 	t.Logf("%d objects and %d log bytes checked; faults %v; failed %d", objects, logs.Len(), injected, rep.Failed)

@@ -186,9 +186,9 @@ func (c *collector) PairDone(r PairResult) {
 	}
 }
 
-// runResults runs cfg and returns, with the report, every item's result sorted by content,
+// runResults runs cfg and returns, with the shard result, every item's result sorted by content,
 // style and preset.
-func runResults(ctx context.Context, cfg Config) (*Report, []PairResult, error) {
+func runResults(ctx context.Context, cfg Config) (*ShardResult, []PairResult, error) {
 	c := &collector{next: cfg.Progress}
 	cfg.Progress = c
 	rep, err := Run(ctx, cfg)
@@ -241,7 +241,7 @@ func snapshot(t testing.TB, b *blob.Bucket) map[string]string {
 }
 
 // checkOutputs checks every item's image, loss log and provenance in out under prefix.
-func checkOutputs(t *testing.T, out *blob.Bucket, rep *Report, results []PairResult, steps int) {
+func checkOutputs(t *testing.T, out *blob.Bucket, rep *ShardResult, results []PairResult, steps int) {
 	t.Helper()
 	ctx := context.Background()
 	for _, r := range results {

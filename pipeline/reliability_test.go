@@ -214,7 +214,7 @@ func TestBadImageCatalogue(t *testing.T) {
 		})
 	}
 	if rep.Failed != wantFailed || rep.Done != len(cases)-wantFailed || sum.Failed != wantFailed {
-		t.Errorf("report: done %d failed %d; summary failed %d; want failed %d", rep.Done, rep.Failed, sum.Failed, wantFailed)
+		t.Errorf("result: done %d failed %d; summary failed %d; want failed %d", rep.Done, rep.Failed, sum.Failed, wantFailed)
 	}
 	checkOutputs(t, out, rep, res, 2)
 }

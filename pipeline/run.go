@@ -21,7 +21,7 @@ import (
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/nst-project/nst/manifests"
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
@@ -41,9 +41,9 @@ const metaID = "nst-id"
 // styleCacheSize is how many decoded style images a run keeps.
 const styleCacheSize = 8
 
-// maxReportFailures is how many failed items a Report and a summary keep in full; the rest
+// maxKeptFailures is how many failed items a ShardResult and a summary keep in full; the rest
 // are counted (and each is in the shard's pair log).
-const maxReportFailures = 100
+const maxKeptFailures = 100
 
 // Run runs the shard cfg.ShardIndex of cfg.ManifestURL's batch: it checks cfg and the manifest
 // (an error wrapping ErrInvalid, before anything is read from the inputs or written), reads the
@@ -53,13 +53,13 @@ const maxReportFailures = 100
 // markers, the shard's pair log and summary. See the package documentation for keys, IDs and
 // shards.
 //
-// A failed item is recorded in the Report (and the summary) and the others go on; Run's error
+// A failed item is recorded in the ShardResult (and the summary) and the others go on; Run's error
 // is for the batch as a whole. When ctx is cancelled Run stops taking items, lets the engine
 // checkpoint the running ones, writes what finished and the summary within cfg.GracePeriod,
-// and returns the Report with Stopped "interrupted" and an error wrapping ctx's error, unless
-// every item of the shard was done already. The Report is non-nil whenever the shard's items
+// and returns the ShardResult with Stopped "interrupted" and an error wrapping ctx's error, unless
+// every item of the shard was done already. The ShardResult is non-nil whenever the shard's items
 // were planned, even with an error.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+func Run(ctx context.Context, cfg Config) (*ShardResult, error) {
 	cfg, err := cfg.withDefaults(true)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ type runner struct {
 	thumbs  sync.Map // thumbnail keys made or found by this run
 
 	mu      sync.Mutex
-	report  *Report
+	result  *ShardResult
 	styles  map[string]*image.NRGBA
 	styleLR []string // style cache keys, least recently used first
 }
@@ -105,7 +105,7 @@ type loaded struct {
 	ckpt    *transfer.Checkpoint
 }
 
-func (r *runner) run(ctx context.Context) (*Report, error) {
+func (r *runner) run(ctx context.Context) (*ShardResult, error) {
 	b, cfg := r.b, r.cfg
 	r.lo, r.hi = shardRange(cfg.ShardIndex, cfg.ShardCount)
 	start := time.Now().UTC()
@@ -124,7 +124,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if r.plan, err = scanShard(ctx, b, cfg.ShardIndex, cfg.ShardCount); err != nil {
 		return nil, err
 	}
-	r.report = &Report{RunID: b.runID, ShardIndex: cfg.ShardIndex, ShardCount: cfg.ShardCount, Planned: r.plan.planned, Start: start}
+	r.result = &ShardResult{RunID: b.runID, ShardIndex: cfg.ShardIndex, ShardCount: cfg.ShardCount, Planned: r.plan.planned, Start: start}
 	r.journal = newJournal(r, start)
 	cfg.Progress.Planned(r.plan.planned)
 	r.log.Info("run", "manifest", storage.Redact(cfg.ManifestURL), "shard_items", r.plan.planned, "shards", cfg.ShardCount,
@@ -142,7 +142,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	rep := r.report
+	rep := r.result
 	rep.End = time.Now().UTC()
 	if ctx.Err() != nil && !rep.OK() {
 		rep.Stopped = "interrupted"
@@ -155,7 +155,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			runErr = err
 		}
 	}
-	if cfg.Report && ctx.Err() == nil && rep.SummaryKey != "" {
+	if cfg.ContactSheet && ctx.Err() == nil && rep.SummaryKey != "" {
 		key, err := writeIndexSheet(ctx, r.sheetEnv(), b.runID, cfg.ShardCount)
 		if err != nil {
 			r.log.Warn("contact sheet not written", "err", err)
@@ -493,7 +493,7 @@ func (r *runner) checkSlot(ctx context.Context, it *item) (ended bool, err error
 		if err := r.writeMarker(ctx, it, objs); err != nil {
 			return false, &PairError{Pair: it.pair, Op: OpWrite, Err: err}
 		}
-		r.report.addReindexed()
+		r.result.addReindexed()
 		r.record(PairResult{Pair: it.pair, Status: StatusSkipped, Outputs: it.keys})
 		return true, nil
 	case owner == "":
@@ -803,7 +803,7 @@ func (r *runner) upload(l *loaded, c computed) {
 			}
 		}
 		var plot bytes.Buffer
-		if err := report.LossPlot(&plot, c.res.Log, report.PlotOptions{Title: path.Base(strings.TrimSuffix(it.keys.LossPlot, ".loss.png")) + " (" + it.pair.Preset + ")"}); err != nil {
+		if err := render.LossPlot(&plot, c.res.Log, render.PlotOptions{Title: path.Base(strings.TrimSuffix(it.keys.LossPlot, ".loss.png")) + " (" + it.pair.Preset + ")"}); err != nil {
 			return &PairError{Pair: it.pair, Op: OpEncode, Err: err}
 		}
 		outputs := []struct {
@@ -839,7 +839,7 @@ func (r *runner) upload(l *loaded, c computed) {
 		if it.ckpt != "" {
 			r.deleteKey(ctx, it.ckpt, it)
 		}
-		if r.cfg.Report {
+		if r.cfg.ContactSheet {
 			r.writeThumbs(ctx, l, c.res.Image)
 		}
 		return nil
@@ -936,13 +936,13 @@ func (r *runner) provenance(it *item, c computed, start, end time.Time, objs []s
 	}
 }
 
-// record adds an item's end to the report and the shard's pair log, and tells Progress and
+// record adds an item's end to the shard result and the shard's pair log, and tells Progress and
 // the log.
 func (r *runner) record(pr PairResult) {
 	if pr.Status == StatusFailed {
 		r.failed.Add(1)
 	}
-	r.report.add(pr)
+	r.result.add(pr)
 	r.cfg.Progress.PairDone(pr)
 	if pr.Status != StatusSkipped && pr.Status != StatusStale {
 		r.journal.add(pr)

@@ -21,7 +21,7 @@ import (
 
 	"github.com/sourcegraph/conc/pool"
 
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer/imaging"
 )
@@ -33,7 +33,7 @@ import (
 //	_report/<run ID>/shard-<i>-of-<n>.<attempt>.<k>.html   pages of the pairs an attempt wrote
 //	_report/thumbs/c-<hash>.jpg               content thumbnails (s-: styles, r-<ID>: results)
 //
-// A shard writes its pages as it goes, a page per report.PageSize items; the shard that ends
+// A shard writes its pages as it goes, a page per render.PageSize items; the shard that ends
 // last (the one that finds every shard's summary) writes the run's index.
 const (
 	sheetDir   = "_report/"
@@ -57,8 +57,8 @@ func (r *runner) sheetEnv() sheetEnv {
 }
 
 // row makes a sheet row of a pair log line, with links relative to the page at pageKey.
-func (sw sheetEnv) row(p SummaryPair, pageKey string) report.Row {
-	row := report.Row{ID: p.ID, Content: p.Content, Style: p.Style, Preset: p.Preset, Status: string(p.Status),
+func (sw sheetEnv) row(p SummaryPair, pageKey string) render.Row {
+	row := render.Row{ID: p.ID, Content: p.Content, Style: p.Style, Preset: p.Preset, Status: string(p.Status),
 		Steps: p.Steps, DurationS: p.DurationS}
 	if p.Status != StatusDone {
 		if p.Op != "" {
@@ -114,7 +114,7 @@ func (sw sheetEnv) thumb(ctx context.Context, key string, src func() (*image.NRG
 		return err
 	}
 	var buf bytes.Buffer
-	if err := imaging.Encode(&buf, report.Thumbnail(img), "jpeg", 85); err != nil {
+	if err := imaging.Encode(&buf, render.Thumbnail(img), "jpeg", 85); err != nil {
 		return err
 	}
 	out := sw.b.out
@@ -217,7 +217,7 @@ func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (
 		return "", err
 	}
 	b := sw.b
-	x := report.Index{Title: b.m.Metadata.Name + ": contact sheet", RunID: runID, Manifest: storage.Redact(sw.cfg.ManifestURL)}
+	x := render.Index{Title: b.m.Metadata.Name + ": contact sheet", RunID: runID, Manifest: storage.Redact(sw.cfg.ManifestURL)}
 	var start, end time.Time
 	for _, i := range slices.Sorted(mapsKeys(sums)) {
 		s := sums[i]
@@ -236,11 +236,11 @@ func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (
 		if s.End.After(end) {
 			end = s.End
 		}
-		x.Shards = append(x.Shards, report.Shard{Index: s.Shard, Count: s.Shards, Attempt: s.Attempt, Planned: s.Planned, Done: s.Done,
+		x.Shards = append(x.Shards, render.Shard{Index: s.Shard, Count: s.Shards, Attempt: s.Attempt, Planned: s.Planned, Done: s.Done,
 			Skipped: s.Skipped, Stale: s.Stale, Failed: s.Failed, Interrupted: s.Interrupted, Stopped: s.Stopped, Pages: s.Pages, PairLogs: s.PairLogs})
 		for _, f := range s.Failures {
 			if len(x.Failures) < maxIndexFailures {
-				x.Failures = append(x.Failures, report.Failure{ID: f.ID, Content: f.Content, Style: f.Style, Preset: f.Preset, Op: f.Op, Error: f.Error})
+				x.Failures = append(x.Failures, render.Failure{ID: f.ID, Content: f.Content, Style: f.Style, Preset: f.Preset, Op: f.Op, Error: f.Error})
 			} else {
 				x.FailuresOmitted++
 			}
@@ -264,7 +264,7 @@ func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (
 			y.Shards[i].PairLogs = relLinks(k, y.Shards[i].PairLogs)
 		}
 		var buf bytes.Buffer
-		if err := report.WriteIndex(&buf, y); err != nil {
+		if err := render.WriteIndex(&buf, y); err != nil {
 			return "", err
 		}
 		if err := b.out.bucket.Write(sw.grace, b.out.prefix+k, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
@@ -293,14 +293,14 @@ func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 	}
 }
 
-// WriteReport (re)writes the contact sheet of a run of cfg's batch (cfg.RunID, else the
+// WriteContactSheet (re)writes the contact sheet of a run of cfg's batch (cfg.RunID, else the
 // default run ID) from what the bucket holds: the latest attempt of each shard's summary (of
-// the shard count of the most recent attempt). For a shard that ran without Config.Report it
+// the shard count of the most recent attempt). For a shard that ran without Config.ContactSheet it
 // first makes the pages from its pair log, and the thumbnails of the pairs it wrote from their
 // inputs and results. It lists nothing of the catalogue: its cost follows the run's work. It
 // returns the key of _report/index.html under the output URL. Errors are like PlanBatch's; a
 // pair whose thumbnails cannot be made is shown without them.
-func WriteReport(ctx context.Context, cfg Config) (string, error) {
+func WriteContactSheet(ctx context.Context, cfg Config) (string, error) {
 	cfg.ShardIndex, cfg.ShardCount = 0, 1
 	cfg, err := cfg.withDefaults(false)
 	if err != nil {
@@ -341,7 +341,7 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 			return fmt.Errorf("read pair log: %w", err)
 		}
 		pageKey := fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k)
-		var rows []report.Row
+		var rows []render.Row
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
@@ -354,7 +354,7 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 				sw.thumbsFromBucket(ctx, p)
 			}
 		}
-		page := report.Page{Title: sw.b.m.Metadata.Name + ": contact sheet", RunID: s.RunID,
+		page := render.Page{Title: sw.b.m.Metadata.Name + ": contact sheet", RunID: s.RunID,
 			Scope: fmt.Sprintf("shard %d of %d, attempt %s, page %d", s.Shard, s.Shards, s.Attempt, k+1),
 			Index: relLink(pageKey, runIndexKey(s.RunID)), Rows: rows}
 		if k > 0 {
@@ -364,7 +364,7 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 			page.Next = relLink(pageKey, fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k+1))
 		}
 		var buf bytes.Buffer
-		if err := report.WritePage(&buf, page); err != nil {
+		if err := render.WritePage(&buf, page); err != nil {
 			return err
 		}
 		if err := out.bucket.Write(sw.grace, out.prefix+pageKey, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {

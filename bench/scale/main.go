@@ -86,7 +86,7 @@ func main() {
 		}
 		rows = append(rows, r...)
 	}
-	report(rows)
+	printTable(rows)
 }
 
 // row is one phase at one size.
@@ -425,8 +425,8 @@ func (doneCounter) PairStarted(string)               {}
 func (doneCounter) PairStep(string, int, int)        {}
 func (f doneCounter) PairDone(r pipeline.PairResult) { f(r) }
 
-// report prints the rows as a markdown table, with the larger size's ratio to the smaller.
-func report(rows []row) {
+// printTable prints the rows as a markdown table, with the larger size's ratio to the smaller.
+func printTable(rows []row) {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	fmt.Fprintf(w, "Machine: %d CPUs, load average at the end: %s\n\n", runtime.NumCPU(), loadavg())

@@ -13,7 +13,7 @@ func reportCommand() command {
 	var bf batchFlags
 	return command{
 		name:    "report",
-		summary: "write a run's HTML contact sheet (thumbnails, losses, failures, totals) into its output",
+		summary: "write a run's HTML contact sheet (thumbnails, losses, failures, totals) to _report/index.html in its output",
 		examples: `  nst report --manifest examples/demo.yaml          # then open examples/out/_report/index.html
   nst report --manifest s3://config/catalogue.yaml --run-id nightly-20260101`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
@@ -29,7 +29,7 @@ func reportCommand() command {
 					return err
 				}
 				cfg.Logger = e.logger
-				key, err := pipeline.WriteReport(ctx, cfg)
+				key, err := pipeline.WriteContactSheet(ctx, cfg)
 				if err != nil {
 					return batchErr(err)
 				}

@@ -123,7 +123,7 @@ func runCommand() command {
 				if grace == 0 {
 					cfg.GracePeriod = time.Nanosecond
 				}
-				cfg.Report = !noReport
+				cfg.ContactSheet = !noReport
 				th := threads
 				if th == 0 && gpuJobs > 1 {
 					th = max(1, runtime.NumCPU()/gpuJobs)
@@ -170,7 +170,7 @@ func runCommand() command {
 					return batchErr(err)
 				}
 				if rep != nil {
-					fmt.Fprint(e.stdout, reportLines(rep))
+					fmt.Fprint(e.stdout, resultLines(rep))
 				}
 				if err != nil {
 					return err
@@ -192,10 +192,10 @@ func runCommand() command {
 	}
 }
 
-// reportLines is what nst run prints on stdout about a run: the counts, and the keys of the
+// resultLines is what nst run prints on stdout about a run: the counts, and the keys of the
 // summary and the contact sheet where they were written (the pipeline leaves a key empty when
 // its object could not be written: a key printed is a key that exists).
-func reportLines(rep *pipeline.Report) string {
+func resultLines(rep *pipeline.ShardResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d stale, %d failed, %d interrupted",
 		quoteKey(rep.RunID), rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Stale, rep.Failed, rep.Interrupted)

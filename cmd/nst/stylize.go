@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
 	"github.com/nst-project/nst/transfer/torch"
@@ -319,7 +319,7 @@ func checkOutputs(files []place, out string, every, last int) error {
 // writePlot draws the loss curves of log to path (a PNG), titled title.
 func writePlot(what, path string, log []transfer.Step, title string) error {
 	var buf bytes.Buffer
-	if err := report.LossPlot(&buf, log, report.PlotOptions{Title: title}); err != nil {
+	if err := render.LossPlot(&buf, log, render.PlotOptions{Title: title}); err != nil {
 		return fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return writeFile(what, path, func(w io.Writer) error {
