@@ -1,7 +1,7 @@
-// Package metrics pushes a shard's outcome to a Prometheus Pushgateway at the end of a batch
-// job (nst run --metrics-push). Batch pods live too briefly to be scraped, so each shard
-// pushes once, under the grouping key job="nst", run_id and shard; see docs/metrics.md for
-// names and labels.
+// Package metrics pushes a shard's outcome to a Prometheus Pushgateway at the end of its run
+// (nst run --metrics-push). The pods of a Kubernetes Job live too briefly to be scraped, so
+// each shard pushes once, under the grouping key job="nst", run_id and shard; see
+// docs/metrics.md for names and labels.
 package metrics
 
 import (

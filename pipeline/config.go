@@ -25,7 +25,7 @@ import (
 // defaults documented on each.
 type Config struct {
 	// ManifestURL is the manifest: a local path, or the URL of an object in a bucket
-	// (s3://config/batch.yaml). Relative file URLs inside a local manifest ("file://./data/")
+	// (s3://config/catalogue.yaml). Relative file URLs inside a local manifest ("file://./data/")
 	// are resolved against its directory.
 	ManifestURL string
 
@@ -60,7 +60,7 @@ type Config struct {
 	OnConflict string
 	// Verify lists the outputs and compares each done item's sizes and MD5s with those its
 	// index marker recorded: changed, missing or truncated outputs make the item redo (Run) or
-	// count as damaged (PlanBatch). It costs one request per 1000 output objects (four per
+	// count as damaged (PlanRun). It costs one request per 1000 output objects (four per
 	// item), so it is for occasional audits, not every nightly run.
 	Verify bool
 	// MaxFailures > 0 stops taking new items once more than MaxFailures items failed;
@@ -142,7 +142,7 @@ func (NoProgress) PairDone(PairResult)       {}
 
 // ErrInvalid marks errors caused by the manifest or the Config themselves (nst exits 2):
 // retrying cannot help.
-var ErrInvalid = errors.New("invalid batch")
+var ErrInvalid = errors.New("invalid manifest or config")
 
 // invalidError wraps err so that errors.Is(err, ErrInvalid) holds, without changing its text.
 type invalidError struct{ err error }

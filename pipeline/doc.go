@@ -1,4 +1,4 @@
-// Package pipeline runs a batch manifest: it lists the manifest's content and style images,
+// Package pipeline runs a manifest: it lists the manifest's content and style images,
 // pairs them, takes one shard of the pairs, stylises each with a transfer.Engine and writes
 // the results, loss logs and provenance back to a bucket.
 //
@@ -41,7 +41,7 @@
 //
 // A pair that fails (unreadable or broken image, NaN loss, engine error, panic) is data: its
 // PairResult holds a *PairError and the other pairs go on. Run returns an error only when the
-// batch itself cannot go on: an invalid manifest or Config (wrapping ErrInvalid: fix the input,
+// run itself cannot go on: an invalid manifest or Config (wrapping ErrInvalid: fix the input,
 // retrying cannot help), an unreadable manifest, a failed listing, an engine that cannot be
 // opened, a summary that cannot be written, or cancellation (wrapping context.Canceled).
 //

@@ -313,7 +313,7 @@ func verifyOutputs(t *testing.T, out *blob.Bucket, prefix string, want map[strin
 
 // TestStorageFaults: with 20% of S3 requests failing (500, 503 SlowDown, resets before and
 // after the server acted, stalls past the attempt timeout, truncated downloads and uploads),
-// a batch finishes with every output identical to a fault-free run's or its pair reported
+// a run finishes with every output identical to a fault-free run's or its pair reported
 // failed with a cause; nothing partial is ever under a final key (checked during and after
 // the run); a re-run completes the rest and writes each output once.
 func TestStorageFaults(t *testing.T) {
@@ -352,7 +352,7 @@ func TestStorageFaults(t *testing.T) {
 		}
 	}
 	dq := rig.query(rig.srv.URL)
-	_, err = PlanBatch(t.Context(), Config{ManifestURL: writeManifest(t,
+	_, err = PlanRun(t.Context(), Config{ManifestURL: writeManifest(t,
 		manifestText("s3://in/contents/?"+dq, "s3://in/styles/?"+dq, "s3://out/r/?"+dq, ""))}, PlanOptions{Shard: -1,
 		Each: func(it PlanItem) error {
 			ids[keyStem(strings.TrimPrefix(it.Outputs.Provenance, "r/"))] = it.ID

@@ -109,7 +109,7 @@ func standardInputs(t testing.TB, in *blob.Bucket, contents, styles string) {
 // writeManifest writes a manifest file and returns its path.
 func writeManifest(t testing.TB, text string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "batch.yaml")
+	p := filepath.Join(t.TempDir(), "manifest.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

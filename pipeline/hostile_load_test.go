@@ -93,7 +93,7 @@ func TestManifestFileBounded(t *testing.T) {
 	}
 	fifo(t, filepath.Join(root, "fifo.yaml"))
 	fifo(t, filepath.Join(root, "presets.yaml"))
-	withPresets := filepath.Join(root, "batch.yaml")
+	withPresets := filepath.Join(root, "manifest.yaml")
 	text := `apiVersion: nst/v1
 kind: StyleBatch
 metadata: {name: hostile}

@@ -56,7 +56,7 @@ func newJournal(r *runner, start time.Time) *journal {
 
 // add logs one item that ended in this attempt (not skipped or stale ones).
 func (j *journal) add(pr PairResult) {
-	prefix := j.r.b.out.prefix
+	prefix := j.r.cat.out.prefix
 	rel := func(k string) string { return strings.TrimPrefix(k, prefix) }
 	line := SummaryPair{Pair: pr.Pair, Status: pr.Status, DurationS: pr.Duration.Seconds(), Steps: pr.Steps, ResumedAt: pr.ResumedAt,
 		Outputs:   OutputKeys{Image: rel(pr.Outputs.Image), LossLog: rel(pr.Outputs.LossLog), LossPlot: rel(pr.Outputs.LossPlot), Provenance: rel(pr.Outputs.Provenance)},
@@ -116,11 +116,11 @@ func (j *journal) take() segment {
 }
 
 func (j *journal) logKey(k int) string {
-	return fmt.Sprintf("%s%s/%s.pairs-%05d.jsonl", runsDir, j.r.b.runID, j.name, k)
+	return fmt.Sprintf("%s%s/%s.pairs-%05d.jsonl", runsDir, j.r.cat.runID, j.name, k)
 }
 
 func (j *journal) pageKey(k int) string {
-	return fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, j.r.b.runID, j.name, k)
+	return fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, j.r.cat.runID, j.name, k)
 }
 
 // flush writes a segment's pair log, and the page of the segment before it (now that it is
@@ -129,7 +129,7 @@ func (j *journal) flush(s segment, last bool) {
 	j.flushMu.Lock()
 	defer j.flushMu.Unlock()
 	r := j.r
-	out := r.b.out
+	out := r.cat.out
 	if len(s.lines) > 0 {
 		err := out.bucket.Write(r.grace, out.prefix+j.logKey(s.k), s.lines, storage.WriteOptions{ContentType: "application/x-ndjson"})
 		if err != nil {
@@ -158,9 +158,9 @@ func (j *journal) flush(s segment, last bool) {
 func (j *journal) writePage(k int, rows []render.Row, next bool) {
 	r := j.r
 	key := j.pageKey(k)
-	p := render.Page{Title: r.b.m.Metadata.Name + ": contact sheet", RunID: r.b.runID,
+	p := render.Page{Title: r.cat.m.Metadata.Name + ": contact sheet", RunID: r.cat.runID,
 		Scope: fmt.Sprintf("shard %d of %d, attempt %s, page %d", r.cfg.ShardIndex, r.cfg.ShardCount, j.attempt, k+1),
-		Index: relLink(key, runIndexKey(r.b.runID)), Rows: rows}
+		Index: relLink(key, runIndexKey(r.cat.runID)), Rows: rows}
 	if k > 0 {
 		p.Prev = relLink(key, j.pageKey(k-1))
 	}
@@ -170,7 +170,7 @@ func (j *journal) writePage(k int, rows []render.Row, next bool) {
 	var buf bytes.Buffer
 	err := render.WritePage(&buf, p)
 	if err == nil {
-		err = r.b.out.bucket.Write(r.grace, r.b.out.prefix+key, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"})
+		err = r.cat.out.bucket.Write(r.grace, r.cat.out.prefix+key, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"})
 	}
 	if err != nil {
 		r.log.Warn("contact sheet page not written", "key", key, "err", err)
@@ -213,13 +213,13 @@ func (j *journal) finish() error {
 	if err != nil {
 		return err
 	}
-	key := r.b.out.prefix + summaryKey(rep.RunID, j.name)
-	if err := r.b.out.bucket.Write(r.grace, key, append(data, '\n'), storage.WriteOptions{ContentType: "application/json"}); err != nil {
+	key := r.cat.out.prefix + summaryKey(rep.RunID, j.name)
+	if err := r.cat.out.bucket.Write(r.grace, key, append(data, '\n'), storage.WriteOptions{ContentType: "application/json"}); err != nil {
 		return fmt.Errorf("write run summary: %w", err)
 	}
 	rep.SummaryKey = key
 	if len(j.pages) > 0 && rep.SheetKey == "" {
-		rep.SheetKey = r.b.out.prefix + j.pages[0]
+		rep.SheetKey = r.cat.out.prefix + j.pages[0]
 	}
 	return nil
 }

@@ -114,7 +114,7 @@ func readSummary(t *testing.T, out *blob.Bucket, key string) Summary {
 	return s
 }
 
-// TestBadImageCatalogue runs one batch over every kind of broken or odd image next to good
+// TestBadImageCatalogue runs one manifest over every kind of broken or odd image next to good
 // ones: each broken image fails only its own pair, with its cause (op and message) in the
 // report and the summary; every odd-but-valid image is stylised.
 func TestBadImageCatalogue(t *testing.T) {

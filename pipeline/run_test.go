@@ -239,7 +239,7 @@ func TestLeftovers(t *testing.T) {
 	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
 	var items []PlanItem
-	if _, err := PlanBatch(t.Context(), e.config(man), PlanOptions{Shard: -1, Each: func(it PlanItem) error {
+	if _, err := PlanRun(t.Context(), e.config(man), PlanOptions{Shard: -1, Each: func(it PlanItem) error {
 		items = append(items, it)
 		return nil
 	}}); err != nil {

@@ -27,9 +27,9 @@ func solidPNG(t testing.TB, w, h int, c color.NRGBA) []byte {
 	return pngBytes(t, img)
 }
 
-// sheetBatch runs a two-shard batch on file:// with ContactSheet set: two solid green contents and a
+// sheetRun runs a two-shard manifest on file:// with ContactSheet set: two solid green contents and a
 // broken one, one solid magenta style, one preset. It returns the output directory.
-func sheetBatch(t *testing.T) (out, manifest string) {
+func sheetRun(t *testing.T) (out, manifest string) {
 	t.Helper()
 	root := filepath.ToSlash(t.TempDir())
 	for _, f := range []struct {
@@ -118,7 +118,7 @@ func checkLinks(t *testing.T, name, html, dir string) []string {
 // page; the pages hold the pairs the run wrote or failed, linking only relatively to files that
 // exist; `WriteContactSheet` regenerates the same index from the bucket.
 func TestContactSheetHTML(t *testing.T) {
-	out, man := sheetBatch(t)
+	out, man := sheetRun(t)
 	index := filepath.Join(out, "_report", "index.html")
 	data, err := os.ReadFile(index)
 	if err != nil {
@@ -272,7 +272,7 @@ func browse(t *testing.T, bin string, args ...string) []byte {
 // which only loaded images can put there).
 func TestContactSheetInBrowser(t *testing.T) {
 	bin := chromium(t)
-	out, _ := sheetBatch(t)
+	out, _ := sheetRun(t)
 	u := "file://" + out + "/_report/index.html"
 	dom := string(browse(t, bin, "--dump-dom", u))
 	if !strings.Contains(dom, `class="failure"`) || !strings.Contains(dom, "decode: content broken.png") {

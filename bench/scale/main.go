@@ -206,7 +206,7 @@ func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
 			return nil, err
 		}
 	}
-	man, err := writeManifest(dir, "batch.yaml", e, 0)
+	man, err := writeManifest(dir, "manifest.yaml", e, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func measure(n, newContents, replacePairs int, nstBin string) ([]row, error) {
 	// of writes would take hours of the emulator's time).
 	log.Printf("%d pairs: seeding the done index", n)
 	seeded := 0
-	_, err = pipeline.PlanBatch(context.Background(), pipeline.Config{ManifestURL: man}, pipeline.PlanOptions{Shard: -1,
+	_, err = pipeline.PlanRun(context.Background(), pipeline.Config{ManifestURL: man}, pipeline.PlanOptions{Shard: -1,
 		Each: func(it pipeline.PlanItem) error {
 			seeded++
 			return e.put("out", "r/_index/v1/"+it.Slot+"."+it.ID+".0000000000000000", nil)
@@ -378,7 +378,7 @@ func child(args []string) error {
 	var res childResult
 	switch mode {
 	case "plan":
-		p, err := pipeline.PlanBatch(ctx, cfg, pipeline.PlanOptions{Shard: -1})
+		p, err := pipeline.PlanRun(ctx, cfg, pipeline.PlanOptions{Shard: -1})
 		if err != nil {
 			return err
 		}

@@ -42,8 +42,8 @@ func (e usageError) Unwrap() []error {
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// batchErr marks the pipeline's invalid-manifest errors as usage errors (exit 2).
-func batchErr(err error) error {
+// invalidAsUsage marks the pipeline's invalid-manifest errors as usage errors (exit 2).
+func invalidAsUsage(err error) error {
 	if errors.Is(err, pipeline.ErrInvalid) {
 		return usageError{err}
 	}

@@ -24,8 +24,8 @@ import (
 	"github.com/nst-project/nst/transfer/worker"
 )
 
-// batchFlags are the flags run and plan share.
-type batchFlags struct {
+// manifestFlags are the flags run and plan share.
+type manifestFlags struct {
 	manifest   string
 	shardCount int
 	runID      string
@@ -34,16 +34,16 @@ type batchFlags struct {
 	verify     bool
 }
 
-func (f *batchFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.manifest, "manifest", "", "the batch manifest: a local path or a bucket URL (s3://config/batch.yaml); see docs/manifest.md")
-	fs.IntVar(&f.shardCount, "shard-count", 1, "number of shards the batch is split into (pods of an Indexed Job)")
+func (f *manifestFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.manifest, "manifest", "", "the manifest: a local path or a bucket URL (s3://config/catalogue.yaml); see docs/manifest.md")
+	fs.IntVar(&f.shardCount, "shard-count", 1, "number of shards the manifest's pairs are split into (pods of an Indexed Job)")
 	fs.StringVar(&f.runID, "run-id", "", "run ID for summaries and provenance (default <metadata.name>-<manifest digest>-<UTC date>)")
 	fs.IntVar(&f.ioJobs, "io-jobs", 4, "concurrent downloads, and concurrent uploads")
 	fs.BoolVar(&f.force, "force", false, "redo every pair, done or not, over whatever its output keys hold")
 	fs.BoolVar(&f.verify, "verify", false, "list the outputs and check each done pair's sizes and MD5s against the done index: damaged pairs are redone (run) or counted (plan); costs a request per 1000 output objects")
 }
 
-func (f *batchFlags) config() (pipeline.Config, error) {
+func (f *manifestFlags) config() (pipeline.Config, error) {
 	if f.manifest == "" {
 		return pipeline.Config{}, usagef("--manifest is required")
 	}
@@ -67,7 +67,7 @@ func shardIndexFromEnv() (int, error) {
 
 func runCommand() command {
 	var (
-		bf                                        batchFlags
+		bf                                        manifestFlags
 		shardIndex, gpuJobs, maxFailures, ckEvery int
 		maxInFlight, threads, workerMaxPairs      int
 		batchSize                                 int
@@ -81,8 +81,8 @@ func runCommand() command {
 		summary: "stylise a manifest's pairs (one shard of them) into its output bucket",
 		examples: `  nst run --manifest examples/demo.yaml
   nst run --manifest s3://config/catalogue.yaml --shard-count 8            # shard from $JOB_COMPLETION_INDEX
-  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/batch.yaml --gpu-jobs 2
-  nst run --manifest batch.yaml --force                                    # redo everything`,
+  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/catalogue.yaml --gpu-jobs 2
+  nst run --manifest catalogue.yaml --force                                    # redo everything`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			bf.register(fs)
 			fs.IntVar(&shardIndex, "shard-index", -1, "this run's shard, 0..shard-count-1 (default $JOB_COMPLETION_INDEX, else 0)")
@@ -99,7 +99,7 @@ func runCommand() command {
 			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
 			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
 			registerMemoryFormat(fs, &memoryFormat)
-			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the batch)")
+			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the run)")
 			fs.IntVar(&workerMaxPairs, "worker-max-pairs", 100, "start a fresh engine worker after this many pairs, returning memory libtorch keeps (0: never)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
@@ -167,7 +167,7 @@ func runCommand() command {
 					cancel()
 				}
 				if errors.Is(err, pipeline.ErrInvalid) {
-					return batchErr(err)
+					return invalidAsUsage(err)
 				}
 				if rep != nil {
 					fmt.Fprint(e.stdout, resultLines(rep))
