@@ -39,12 +39,13 @@ type Config struct {
 	// a letter or digit; up to 81 characters, the length of the longest default.
 	RunID string
 
-	// GPUJobs is the number of items stylised at once (compute lanes); 0 means 1.
-	GPUJobs int
+	// Lanes is the number of items stylised at once (compute lanes, each with its own engine
+	// call; on CPU too); 0 means 1.
+	Lanes int
 	// IOJobs bounds concurrent downloads and decodes, and separately concurrent uploads;
 	// 0 means 4.
 	IOJobs int
-	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*GPUJobs*BatchSize.
+	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*Lanes*BatchSize.
 	// With IOJobs it caps the images held in memory, whatever the catalogue's size.
 	MaxInFlight int
 	// BatchSize > 1 lets a lane hand up to BatchSize waiting items with the same parameters to
@@ -178,7 +179,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		name string
 		v    *int
 		def  int
-	}{{"GPU jobs", &c.GPUJobs, 1}, {"I/O jobs", &c.IOJobs, 4}, {"batch size", &c.BatchSize, 1}} {
+	}{{"lanes", &c.Lanes, 1}, {"I/O jobs", &c.IOJobs, 4}, {"batch size", &c.BatchSize, 1}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -187,7 +188,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		}
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 2 * max(c.GPUJobs, 1) * max(c.BatchSize, 1)
+		c.MaxInFlight = 2 * max(c.Lanes, 1) * max(c.BatchSize, 1)
 	}
 	if c.MaxInFlight < 1 {
 		bad("max in flight %d must be >= 1", c.MaxInFlight)

@@ -364,7 +364,7 @@ func TestStorageFaults(t *testing.T) {
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "faults", Version: "test", IOJobs: 4, GPUJobs: 2,
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "faults", Version: "test", IOJobs: 4, Lanes: 2,
 		Logger:  slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Storage: storage.Options{OpTimeout: 400 * time.Millisecond, Retry: storage.RetryPolicy{Attempts: 4, Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}}}
 

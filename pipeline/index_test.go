@@ -110,7 +110,7 @@ func TestOnConflict(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	cfg := e.config(man)
-	cfg.OnConflict, cfg.GPUJobs = manifests.ConflictReplace, 1
+	cfg.OnConflict, cfg.Lanes = manifests.ConflictReplace, 1
 	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: 5 * time.Millisecond})
 	var done atomic.Int64
 	cfg.Progress = progressFunc(func(r PairResult) {

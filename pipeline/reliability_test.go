@@ -358,7 +358,7 @@ func TestEngineFailuresIsolated(t *testing.T) {
 	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 		return crashingEngine{fake.Engine{AnySize: true}}, nil, nil
 	}
-	cfg.GPUJobs = 2
+	cfg.Lanes = 2
 	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -476,7 +476,7 @@ spec:
   params: {size: 8, steps: 1}
   output: {url: "file://%s/out/"}
 `, root, root, root))
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "load", Version: "test", GPUJobs: 2, IOJobs: 4}
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "load", Version: "test", Lanes: 2, IOJobs: 4}
 	runtime.GC()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -300,7 +300,7 @@ func (r *runner) stopping(ctx context.Context) bool {
 	return ctx.Err() != nil || (r.cfg.MaxFailures > 0 && r.failed.Load() > int64(r.cfg.MaxFailures))
 }
 
-// process checks, loads, computes and writes the items: IOJobs loaders feed GPUJobs compute
+// process checks, loads, computes and writes the items: IOJobs loaders feed Lanes compute
 // lanes through a bound of MaxInFlight decoded pairs; finished results go to IOJobs uploaders.
 // The engine is opened when the first item needs it; *closeEngine is then set. It returns the
 // run's error: the items' listing, or an engine that cannot be opened.
@@ -325,7 +325,7 @@ func (r *runner) process(ctx context.Context, items func(yield func(*item) bool)
 				engineFailed.Store(true)
 				return
 			}
-			for range cfg.GPUJobs {
+			for range cfg.Lanes {
 				lanes.Go(func() {
 					for l := range ready {
 						batch := gather(ready, l, cfg.BatchSize)

@@ -290,7 +290,7 @@ func TestCancelAndResume(t *testing.T) {
 	}}
 	cfg := e.config(man)
 	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
-	cfg.Progress, cfg.GPUJobs, cfg.CheckpointEvery = prog, 1, 1000
+	cfg.Progress, cfg.Lanes, cfg.CheckpointEvery = prog, 1, 1000
 	rep, err := Run(ctx, cfg)
 	if !errors.Is(err, context.Canceled) || rep == nil || rep.Stopped != "interrupted" || rep.Interrupted != 1 {
 		t.Fatalf("cancelled run: %v, %+v", err, rep)
@@ -439,7 +439,7 @@ func TestInterruptedAttempts(t *testing.T) {
 		defer cancel()
 		cfg := e.config(man)
 		cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
-		cfg.GPUJobs, cfg.CheckpointEvery, cfg.GracePeriod = 1, 5, grace
+		cfg.Lanes, cfg.CheckpointEvery, cfg.GracePeriod = 1, 5, grace
 		cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
 			if step == 12 {
 				cancel()

@@ -328,7 +328,7 @@ func TestConfigValidation(t *testing.T) {
 	for _, c := range []Config{
 		{},
 		{ManifestURL: "m.yaml", ShardIndex: 2, ShardCount: 2, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
-		{ManifestURL: "m.yaml", GPUJobs: -1, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
+		{ManifestURL: "m.yaml", Lanes: -1, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
 		{ManifestURL: "m.yaml"}, // no engine
 	} {
 		if _, err := Run(t.Context(), c); !errors.Is(err, ErrInvalid) {

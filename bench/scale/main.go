@@ -371,7 +371,7 @@ func child(args []string) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, GPUJobs: runtime.NumCPU(),
+	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, Lanes: runtime.NumCPU(),
 		NewEngine: func(context.Context, pipeline.EngineSpec) (transfer.Engine, func() error, error) {
 			return fake.Engine{}, nil, nil
 		}}

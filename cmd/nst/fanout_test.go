@@ -472,7 +472,7 @@ func (f *fanout) start(t *testing.T, i int) *shard {
 	}
 	t.Cleanup(func() { log.Close() })
 	s := &shard{index: i, stderr: &syncBuffer{f: log}, done: make(chan struct{})}
-	s.cmd = exec.Command(f.bin, append(f.args("run"), "--device", "cpu", "--threads", "1", "--gpu-jobs", "1",
+	s.cmd = exec.Command(f.bin, append(f.args("run"), "--device", "cpu", "--threads", "1", "--lanes", "1",
 		"--checkpoint-every", "5", "--grace-period", fanGrace.String())...)
 	s.cmd.Env = append(slices.Clone(f.env), "JOB_COMPLETION_INDEX="+strconv.Itoa(i))
 	s.cmd.Stdout = s.stderr

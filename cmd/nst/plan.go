@@ -25,7 +25,7 @@ func planCommand() command {
 		examples: `  nst plan --manifest examples/demo.yaml
   nst plan --manifest s3://config/catalogue.yaml --shard-count 8 --json | jq '.shards'
   nst plan --manifest catalogue.yaml --pairs --format jsonl | jq -c 'select(.state == "stale")'
-  nst plan --manifest catalogue.yaml --verify            # also list the outputs and find damaged ones`,
+  nst plan --manifest catalogue.yaml --verify        # also list the outputs and find damaged ones`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			bf.register(fs)
 			fs.BoolVar(&asJSON, "json", false, "print the totals as JSON")

@@ -67,28 +67,29 @@ func shardIndexFromEnv() (int, error) {
 
 func runCommand() command {
 	var (
-		bf                                        manifestFlags
-		shardIndex, gpuJobs, maxFailures, ckEvery int
-		maxInFlight, threads, workerMaxPairs      int
-		batchSize                                 int
-		inProcess, noReport                       bool
-		grace                                     time.Duration
-		device, cacheDir, metricsPush             string
-		memoryFormat, onConflict                  string
+		bf                                      manifestFlags
+		shardIndex, lanes, maxFailures, ckEvery int
+		maxInFlight, threads, workerMaxPairs    int
+		batchSize                               int
+		inProcess, noReport                     bool
+		grace                                   time.Duration
+		device, cacheDir, metricsPush           string
+		memoryFormat, onConflict                string
 	)
 	return command{
 		name:    "run",
 		summary: "stylise a manifest's pairs (one shard of them) into its output bucket",
 		examples: `  nst run --manifest examples/demo.yaml
   nst run --manifest s3://config/catalogue.yaml --shard-count 8            # shard from $JOB_COMPLETION_INDEX
-  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/catalogue.yaml --gpu-jobs 2
-  nst run --manifest catalogue.yaml --force                                    # redo everything`,
+  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/catalogue.yaml --lanes 2
+  nst run --manifest catalogue.yaml --force                                # redo everything`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			bf.register(fs)
 			fs.IntVar(&shardIndex, "shard-index", -1, "this run's shard, 0..shard-count-1 (default $JOB_COMPLETION_INDEX, else 0)")
-			fs.IntVar(&gpuJobs, "gpu-jobs", 1, "pairs stylised at once (compute lanes)")
+			fs.IntVar(&lanes, "lanes", 1, "pairs stylised at once (compute lanes, on CPU too: each a worker process unless --in-process; formerly --gpu-jobs)")
+			deprecatedAlias(fs, "gpu-jobs", "lanes")
 			fs.IntVar(&batchSize, "batch-size", 1, "optimise up to N waiting same-size pairs of one preset in one forward/backward per lane (try 4 on a GPU)")
-			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x gpu-jobs)")
+			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x lanes x batch-size)")
 			fs.StringVar(&onConflict, "on-conflict", "", "pairs whose outputs exist from another definition (weights, parameters, inputs): fail, replace (redo them) or keep (count them stale); default: the manifest's spec.output.onConflict, else fail")
 			fs.IntVar(&maxFailures, "max-failures", 0, "stop taking pairs once more than this many failed (0: no limit)")
 			fs.IntVar(&ckEvery, "checkpoint-every", 50, "write a resumable checkpoint every N steps (-1: only when interrupted)")
@@ -97,7 +98,7 @@ func runCommand() command {
 			fs.StringVar(&metricsPush, "metrics-push", "", "Prometheus Pushgateway URL: push this shard's metrics when it ends (see docs/metrics.md)")
 			fs.BoolVar(&noReport, "no-report", false, "write no HTML contact sheet under the output's _report/ (see nst report)")
 			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
-			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
+			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / lanes)")
 			registerMemoryFormat(fs, &memoryFormat)
 			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the run)")
 			fs.IntVar(&workerMaxPairs, "worker-max-pairs", 100, "start a fresh engine worker after this many pairs, returning memory libtorch keeps (0: never)")
@@ -117,7 +118,7 @@ func runCommand() command {
 						return err
 					}
 				}
-				cfg.ShardIndex, cfg.GPUJobs, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, gpuJobs, maxInFlight, maxFailures
+				cfg.ShardIndex, cfg.Lanes, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, lanes, maxInFlight, maxFailures
 				cfg.BatchSize, cfg.OnConflict = batchSize, onConflict
 				cfg.CheckpointEvery, cfg.GracePeriod, cfg.CacheDir, cfg.Logger = ckEvery, grace, cacheDir, e.logger
 				if grace == 0 {
@@ -125,8 +126,8 @@ func runCommand() command {
 				}
 				cfg.ContactSheet = !noReport
 				th := threads
-				if th == 0 && gpuJobs > 1 {
-					th = max(1, runtime.NumCPU()/gpuJobs)
+				if th == 0 && lanes > 1 {
+					th = max(1, runtime.NumCPU()/lanes)
 				}
 				ef := engineFlags{device: device, threads: th, memoryFormat: memoryFormat}
 				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Engine, func() error, error) {
@@ -146,7 +147,7 @@ func runCommand() command {
 					}
 					pool, err := worker.New(ctx, worker.Options{
 						Command: append([]string{exe}, ef.workerArgs(spec.RandomSeed)...),
-						Size:    gpuJobs, MaxPairs: workerMaxPairs, CancelWait: cfg.GracePeriod, Logger: e.logger,
+						Size:    lanes, MaxPairs: workerMaxPairs, CancelWait: cfg.GracePeriod, Logger: e.logger,
 					})
 					if err != nil {
 						return nil, nil, err
