@@ -48,9 +48,10 @@ build: check-setup
 ## packages, the same packages without cgo or the workspace, the libtorch packages, and short
 ## fuzz runs.
 test: check-setup lint
-	$(GO) test -race $(PURE_PKGS)
+	@# -short under the race detector: the catalogue-scale tests (20,000+ items) run in test-nocgo.
+	$(GO) test -race -short -timeout 30m $(PURE_PKGS)
 	$(MAKE) --no-print-directory test-nocgo
-	$(GO) test $(TORCH_PKGS)
+	$(GO) test -timeout 30m $(TORCH_PKGS)
 	$(MAKE) --no-print-directory k8s-validate
 	$(MAKE) --no-print-directory fuzz
 	@# go test hides the skip reasons of passing packages: say the one that matters here.
@@ -62,7 +63,7 @@ test: check-setup lint
 test-nocgo:
 	GOWORK=off CGO_ENABLED=0 $(GO) build $(PURE_PKGS)
 	GOWORK=off CGO_ENABLED=0 $(GO) vet $(PURE_PKGS)
-	GOWORK=off CGO_ENABLED=0 $(GO) test $(PURE_PKGS)
+	GOWORK=off CGO_ENABLED=0 $(GO) test -timeout 30m $(PURE_PKGS)
 
 ## k8s-validate: kube-apiserver's create path (k8s.io/kubernetes v1.37.2) on every object of every
 ## kustomize tree under k8s/. Offline (GOPROXY=off); the first build takes minutes, later ones

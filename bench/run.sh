@@ -3,12 +3,17 @@
 # prepares inputs in a temporary folder, runs each part with nst and the PyTorch reference
 # interleaved, and prints markdown tables (raw results in $BENCH_OUT).
 #
-# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format]...     (default: all)
+# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format|scale]...     (default: all but scale)
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
-#   BENCH_STEPS [128:7,256:4,512:2]  steps per size, warm-up included (BENCH_WARMUP [1])
+#   BENCH_STEPS [128:7,256:4,512:2,1024:2]  steps per size, warm-up included (BENCH_WARMUP [1])
+#   BENCH_SIZES [128,256,512] (1024 too) BENCH_OPTIMIZERS [adam,lbfgs]: the step part's sizes and optimisers
 #   BENCH_THREADS [2]  libtorch threads on both sides
-#   TTQ_ADAM_STEPS [2000] (the seed's) TTQ_SIZE [256] TTQ_MAX_LBFGS [300] TTQ_SCHEDULES [lbfgs]: time to quality
+#   TTQ_SIZES [512]  TTQ_CANDIDATES [the issue's list, see ttq_candidates below]  TTQ_BUDGETS [10,30,100]
+#     TTQ_REPS [1]  TTQ_LIMIT [px:s,...: when a candidate is cancelled; default the last budget]
+#     TTQ_ADAM_STEPS [256:2000,512:2000,1024:400]  TTQ_CACHE [$NST_CACHE/bench-ttq: the seed's Adam curves]
+#     TTQ_STRIP [unset: a file for the best three schedules' images beside the seed's, at TTQ_STRIP_SIZE [512]]:
+#     time to quality (bench/ttq.py)
 #   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
 #   FORMAT_SIZES [128 256] FORMAT_STEPS [6] (measured steps per run, after BENCH_WARMUP) FORMAT_REPS [4]:
 #     the format part, nst's Adam step in NCHW (the default) and channels-last, interleaved
@@ -16,6 +21,8 @@
 #   BENCH_CONTENT, BENCH_STYLE [unset: the synthetic pictures bench/prep_images.py draws]: a
 #     content photo and a style picture of your own, centre-cropped and resized to each size
 #   BENCH_PHOTOS [unset: synthetic]: a folder of JPEG/PNG photos the batch and rss parts crop inputs from
+#   SCALE_PAIRS [100000,1000000]: catalogue sizes of the scale part (bench/scale: the pipeline over a
+#     synthetic catalogue behind an S3 emulator; needs neither PyTorch nor a GPU; about an hour at 1M)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -24,6 +31,18 @@ out=${BENCH_OUT:-$(mktemp -d -t nst-bench-XXXXXX)}
 mkdir -p "$out"
 parts=("$@")
 [[ ${#parts[@]} -eq 0 || " ${parts[*]} " == *" all "* ]] && parts=(peak step format ttq batch rss)
+if [[ " ${parts[*]} " == *" scale "* ]]; then
+	echo "bench: scale: building into $out" >&2
+	go build -o "$out/scale" ./bench/scale
+	go build -o "$out/nst" ./cmd/nst
+	echo "## Catalogue scale ($(git describe --always --dirty), $(date -u +%FT%TZ))"
+	echo
+	"$out/scale" -pairs "${SCALE_PAIRS:-100000,1000000}" -nst "$out/nst"
+	rest=()
+	for p in "${parts[@]}"; do [[ $p == scale ]] || rest+=("$p"); done
+	[[ ${#rest[@]} -eq 0 ]] && exit 0
+	parts=("${rest[@]}")
+fi
 content=${BENCH_CONTENT:-}
 style=${BENCH_STYLE:-}
 photos=${BENCH_PHOTOS:-}
@@ -37,7 +56,19 @@ go test -c -o "$out/torch.test" ./transfer/torch
 go build -o "$out/nst" ./cmd/nst
 for f in $content $style; do [[ -f $f ]] || { echo "bench: $f missing (BENCH_CONTENT/BENCH_STYLE)" >&2; exit 2; }; done
 [[ -z $photos || -d $photos ]] || { echo "bench: BENCH_PHOTOS=$photos is not a folder" >&2; exit 2; }
-"$py" bench/prep_images.py "$out/img" ${content:+--content "$content"} ${style:+--style "$style"} 128 256 512
+"$py" bench/prep_images.py "$out/img" ${content:+--content "$content"} ${style:+--style "$style"} \
+	$(echo 128 256 512 "${TTQ_SIZES:-}" "${BENCH_SIZES:-}" | tr ', ' '\n\n' | sort -nu)
+
+# The time-to-quality candidates of docs/BENCHMARKS.md: single-scale L-BFGS (history 10, 50,
+# 100), coarse to fine with 2 and 3 levels and several splits, the named schedules, each in fp32
+# NCHW, bf16, channels-last and both.
+ttq_candidates() {
+	local bases=(lbfgs10 lbfgs50 lbfgs100 c2f2-25-h50 c2f2-50-h50 c2f2-100-h50 c2f3-50-25-h50 c2f3-100-50-h50 c2f3-100-25-h50 schedule:fast)
+	local c=()
+	for b in "${bases[@]}"; do c+=("$b" "$b+bf16" "$b+cl" "$b+bf16+cl"); done
+	local IFS=,
+	echo "${c[*]}"
+}
 
 echo "# nst benchmarks $(date -u +%FT%TZ), $(git describe --always --dirty)"
 echo
@@ -58,14 +89,18 @@ for part in "${parts[@]}"; do
 		echo; echo "## Per step (median s/step; ratio = median of per-repetition nst/PyTorch)"
 		"$py" bench/step.py --test-bin "$out/torch.test" --python "$py" --images "$out/img" --out "$out" \
 			--reps "${BENCH_REPS:-3}" --reps512 "${BENCH_REPS512:-1}" --threads "${BENCH_THREADS:-2}" \
-			--steps "${BENCH_STEPS:-128:7,256:4,512:2}" --warmup "${BENCH_WARMUP:-1}"
+			--steps "${BENCH_STEPS:-128:7,256:4,512:2,1024:2}" --warmup "${BENCH_WARMUP:-1}" \
+			--sizes "${BENCH_SIZES:-128,256,512}" --optimizers "${BENCH_OPTIMIZERS:-adam,lbfgs}"
 		;;
 	ttq)
 		echo; echo "## Time to quality"
-		ts=${TTQ_SIZE:-256}
-		"$py" bench/ttq.py --nst "$out/nst" --out "$out" --content "$out/img/content-$ts.png" --style "$out/img/style-$ts.png" \
-			--size "$ts" --threads "${BENCH_THREADS:-2}" --adam-steps "${TTQ_ADAM_STEPS:-2000}" --max-lbfgs "${TTQ_MAX_LBFGS:-300}" \
-			--schedules "${TTQ_SCHEDULES:-lbfgs}"
+		ttq=(--nst "$out/nst" --images "$out/img" --out "$out" --threads "${BENCH_THREADS:-2}" --budgets "${TTQ_BUDGETS:-10,30,100}"
+			${TTQ_CACHE:+--cache "$TTQ_CACHE"} ${TTQ_ADAM_STEPS:+--adam-steps "$TTQ_ADAM_STEPS"})
+		"$py" bench/ttq.py run "${ttq[@]}" --sizes "${TTQ_SIZES:-512}" --candidates "${TTQ_CANDIDATES:-$(ttq_candidates)}" \
+			--reps "${TTQ_REPS:-1}" ${TTQ_LIMIT:+--limit "$TTQ_LIMIT"}
+		if [[ -n ${TTQ_STRIP:-} ]]; then
+			"$py" bench/ttq.py strip "${ttq[@]}" --size "${TTQ_STRIP_SIZE:-512}" --strip "$TTQ_STRIP"
+		fi
 		;;
 	batch)
 		echo; echo "## Batch"

@@ -1,18 +1,48 @@
-"""Time to quality at 256 px: wall time for nst's L-BFGS (and other schedules) to reach the
-total loss that the seed's Adam (lr 0.003) reaches after --adam-steps steps, all through
-`nst stylize` (full-width VGG19, random weights, 2 threads) on the same content and style.
+"""Time to quality: how soon each candidate schedule reaches the total loss that the seed's Adam
+(lr 0.003, content init, 2000 steps) reaches, at each size, all through `nst stylize` (full-width
+VGG19, random weights, CPU, --threads) on the same content and style. See docs/BENCHMARKS.md.
 
-nst's Adam matches the seed's PyTorch loop step for step (transfer/torch/parity_test.go), so
-its loss after N steps is the seed's. The seed runs 2000 steps; on a loaded 2-core machine that
-is ~half an hour or more, so targets are Adam's loss at 100, 250, 500, 1000 and 2000 steps, as far as --adam-steps goes.
-Each schedule's time is the loss log's elapsed_s at the first step at or below the target
-(it includes the content/style targets, as a user sees it). Prints markdown; logs go to --out.
+The reference. nst's Adam is the seed's loop to within 1e-5 at every step
+(transfer/torch/parity_test.go), so its loss log is the seed's loss curve. It runs once per size,
+input pair and thread count and is cached (--cache; 2000 steps at 512 px take the better part
+of an hour on 2 threads). Its curve is deterministic; its wall time is not, so the Adam time a
+candidate is compared with comes from a short Adam run made in the same repetition as the
+candidates (interleaved, same load): t_adam(k) = the probe's first step (content and style
+targets included) + (k - 1) x its median step. Every Adam step does the same work, so this is
+the long run's time without the load it happened to meet. The cached run's own elapsed_s is
+printed beside it. Where the reference has fewer than 2000 steps (1024 px: --adam-steps
+1024:400), the 2000-step loss is extrapolated by a power law fitted to the last half of the
+curve (log loss against log step); --check-extrapolation measures that fit's error on the
+sizes whose full curve is cached.
+
+The candidates (--candidates, comma-separated; "+bf16", "+cl" add --precision bf16 and
+--memory-format channels-last, in any combination):
+  adam              the seed's schedule itself
+  lbfgs<H>          single-scale L-BFGS, lr 1, history H (lbfgs10, lbfgs50, lbfgs100)
+  c2f<L>-<s>[-<s>]-h<H>  L levels coarse to fine (--scales L), the coarser levels running
+                    the given steps (--scale-steps), L-BFGS history H; the last level runs on
+  schedule:<name>   a named schedule (--schedule), with its own stop criterion
+Each candidate runs until it converges, stops by its own criterion or reaches --limit seconds
+(then it is cancelled). Its time to a target is the loss log's elapsed_s at its first step at
+full size whose total loss is at or below the target (targets' setup included, as a user sees
+it); the loss at a budget is its last full-size loss at or before the budget.
+
+Usage: ttq.py run --nst BIN --images DIR --out DIR [--sizes 256,512] [--candidates ...]
+       ttq.py report --out DIR          (tables again from OUT/ttq.jsonl)
+       ttq.py strip --nst BIN --images DIR --out DIR --size 512 --strip FILE  (best three, beside the seed's)
 """
 import argparse
+import hashlib
 import json
+import math
 import os
+import signal
+import statistics
 import subprocess
 import sys
+import time
+
+MILESTONES = (100, 250, 500, 1000, 2000)
 
 
 def loadavg():
@@ -20,16 +50,99 @@ def loadavg():
         return float(f.read().split()[0])
 
 
-def stylize(a, name, extra):
-    log = os.path.join(a.out, f"ttq-{name}.jsonl")
-    cmd = [a.nst, "stylize", "--quiet", "--content", a.content, "--style", a.style,
-           "--out", os.path.join(a.out, f"ttq-{name}.png"), "--loss-log", log,
-           "--random-weights", "--device", "cpu", "--threads", str(a.threads), "--size", str(a.size)] + extra
-    l0 = loadavg()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    with open(log) as f:
-        steps = [json.loads(line) for line in f if line.strip()]
-    return steps, (l0, loadavg())
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
+def per_size(spec, size, default):
+    """'256:100,1024:300' -> the value for size (or default)."""
+    for part in filter(None, (spec or "").split(",")):
+        k, v = part.split(":")
+        if int(k) == size:
+            return float(v)
+    return default
+
+
+def flags_of(cand):
+    """nst stylize flags of a candidate (see the module doc)."""
+    base, *mods = cand.split("+")
+    if base == "adam":
+        f = ["--optimizer", "adam", "--lr", "0.003", "--steps", "100000"]
+    elif base.startswith("lbfgs"):
+        f = ["--optimizer", "lbfgs", "--lr", "1", "--history", base[5:], "--steps", "100000"]
+    elif base.startswith("c2f"):
+        parts = base[3:].split("-")
+        levels, hist = int(parts[0]), parts[-1]
+        split = parts[1:-1]
+        if not hist.startswith("h") or len(split) != levels - 1:
+            sys.exit(f"ttq: bad candidate {cand}: want c2f<L>-<steps of each coarser level>-h<history>")
+        f = ["--optimizer", "lbfgs", "--lr", "1", "--history", hist[1:], "--scales", str(levels),
+             "--scale-steps", ",".join(split), "--steps", "100000"]
+    elif base.startswith("schedule:"):
+        f = ["--schedule", base[len("schedule:"):]]
+    else:
+        sys.exit(f"ttq: unknown candidate {cand}")
+    for m in mods:
+        if m == "bf16":
+            f += ["--precision", "bf16"]
+        elif m == "cl":
+            f += ["--memory-format", "channels-last"]
+        else:
+            sys.exit(f"ttq: unknown modifier +{m} in {cand}")
+    return f
+
+
+def levels_of(flags):
+    return int(flags[flags.index("--scales") + 1]) if "--scales" in flags else None
+
+
+def read_log(path):
+    out = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        break  # a line being written
+    return out
+
+
+def stylize(a, size, name, flags, limit, image=None, extra=()):
+    """Runs nst stylize; cancels it (SIGTERM) once its log passes limit seconds. Returns the log."""
+    log = os.path.join(a.out, f"ttq-{size}-{name}.jsonl")
+    out = image or os.path.join(a.out, f"ttq-{size}-{name}.out.png")
+    cmd = [a.nst, "stylize", "--quiet", "--content", os.path.join(a.images, f"content-{size}.png"),
+           "--style", os.path.join(a.images, f"style-{size}.png"), "--out", out, "--loss-log", log,
+           "--random-weights", "--device", "cpu", "--threads", str(a.threads), "--size", str(size)] + flags + list(extra)
+    if os.path.exists(log):
+        os.remove(log)
+    errf = open(log + ".stderr", "w+")
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf)
+    cancelled = False
+    while p.poll() is None:
+        time.sleep(0.2)
+        steps = read_log(log)
+        if limit and steps and steps[-1]["elapsed_s"] >= limit and not cancelled:
+            p.send_signal(signal.SIGTERM)
+            cancelled = True
+    errf.seek(0)
+    err = errf.read()
+    errf.close()
+    if p.returncode != 0 and not cancelled:
+        sys.exit(f"ttq: {' '.join(cmd)} failed ({p.returncode}):\n{err}")
+    return read_log(log), cancelled
+
+
+def full_size(steps, flags):
+    """The steps at the output's size (the last pyramid level)."""
+    lv = levels_of(flags)
+    if not lv or lv < 2:
+        return steps
+    return [s for s in steps if s.get("scale", 0) == lv]
 
 
 def first_at(steps, target):
@@ -39,56 +152,332 @@ def first_at(steps, target):
     return None
 
 
+def at_budget(steps, budget):
+    last = None
+    for s in steps:
+        if s["elapsed_s"] <= budget:
+            last = s
+    return last
+
+
+# --- the reference -------------------------------------------------------------------------
+
+def reference(a, size):
+    """The cached Adam curve at size (made if missing)."""
+    n = int(per_size(a.adam_steps, size, 2000))
+    c, s = (os.path.join(a.images, f"{k}-{size}.png") for k in ("content", "style"))
+    key = f"adam-{size}px-{n}steps-{a.threads}t-{sha(c)}-{sha(s)}"
+    path = os.path.join(a.cache, key + ".jsonl")
+    meta = os.path.join(a.cache, key + ".json")
+    if os.path.exists(meta):
+        steps = read_log(path)
+        if len(steps) == n:
+            with open(meta) as f:
+                return steps, json.load(f)
+    os.makedirs(a.cache, exist_ok=True)
+    print(f"ttq: running the seed's Adam at {size} px for {n} steps (cached in {path})", file=sys.stderr)
+    l0, t0 = loadavg(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    steps, _ = stylize(a, size, "adam-reference", ["--optimizer", "adam", "--lr", "0.003", "--steps", str(n)], 0,
+                       image=os.path.join(a.cache, key + ".png"))
+    if len(steps) != n:
+        sys.exit(f"ttq: the Adam reference logged {len(steps)} of {n} steps")
+    os.replace(os.path.join(a.out, f"ttq-{size}-adam-reference.jsonl"), path)
+    info = {"start": t0, "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_start": l0,
+            "load_end": loadavg(), "nst": a.nst_version, "cpu": cpu_model(), "image": key + ".png"}
+    with open(meta, "w") as f:
+        json.dump(info, f)
+    return steps, info
+
+
+def power_fit(steps, upto):
+    """A power law loss = A * k^b fitted (least squares, log-log) to steps upto/2..upto."""
+    pts = [(math.log(s["step"]), math.log(s["total_loss"])) for s in steps[upto // 2 - 1:upto]]
+    mx = statistics.fmean(x for x, _ in pts)
+    my = statistics.fmean(y for _, y in pts)
+    b = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    return lambda k: math.exp(my + b * (math.log(k) - mx))
+
+
+def targets(steps):
+    """{k: (loss, extrapolated?)} for the milestones."""
+    out = {}
+    fit = None
+    for k in MILESTONES:
+        if k <= len(steps):
+            out[k] = (steps[k - 1]["total_loss"], False)
+        elif k == 2000:
+            fit = fit or power_fit(steps, len(steps))
+            out[k] = (fit(k), True)
+    return out
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def run(a):
+    os.makedirs(a.out, exist_ok=True)
+    a.nst_version = subprocess.run([a.nst, "version"], capture_output=True, text=True).stdout.split("\n")[0]
+    raw = open(os.path.join(a.out, "ttq.jsonl"), "a")
+    cands = [c for c in a.candidates.split(",") if c]
+    budgets = [float(b) for b in a.budgets.split(",")]
+    for size in [int(s) for s in a.sizes.split(",")]:
+        ref, info = reference(a, size)
+        rec = {"kind": "reference", "size": size, "steps": len(ref), "elapsed_s": ref[-1]["elapsed_s"],
+               "first_s": ref[0]["elapsed_s"], "targets": {k: v for k, v in targets(ref).items()}, **info}
+        raw.write(json.dumps(rec) + "\n")
+        raw.flush()
+        limit = per_size(a.limit, size, max(budgets))
+        for rep in range(a.reps):
+            order = cands[rep % len(cands):] + cands[:rep % len(cands)] if cands else []
+            # The Adam probe first and last, so that the candidates' load is bracketed.
+            for name in ["adam-probe"] + order + ["adam-probe"]:
+                flags = ["--optimizer", "adam", "--lr", "0.003", "--steps", str(a.probe_steps)] if name == "adam-probe" else flags_of(name)
+                l0, w0 = loadavg(), time.time()
+                steps, cancelled = stylize(a, size, name.replace(":", "-"), flags, 0 if name == "adam-probe" else limit)
+                rec = {"kind": "probe" if name == "adam-probe" else "candidate", "size": size, "rep": rep, "name": name,
+                       "flags": flags, "levels": levels_of(flags), "cancelled": cancelled, "load_before": l0,
+                       "load_after": loadavg(), "wall_s": time.time() - w0, "steps": steps}
+                raw.write(json.dumps(rec) + "\n")
+                raw.flush()
+                fs = full_size(steps, flags)
+                print(f"ttq: {size} px rep {rep} {name}: {len(steps)} steps, final {fs[-1]['total_loss'] if fs else 'not at full size'} "
+                      f"at {steps[-1]['elapsed_s'] if steps else 0:.1f} s, load {l0:.1f}", file=sys.stderr)
+    raw.close()
+    report(a)
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+def load_raw(out):
+    with open(os.path.join(out, "ttq.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def adam_time(probes, k):
+    """t_adam(k) from the probes of one repetition: median first step + (k-1) x median step."""
+    firsts = [p["steps"][0]["elapsed_s"] for p in probes]
+    deltas = []
+    for p in probes:
+        e = [s["elapsed_s"] for s in p["steps"]]
+        deltas += [b - c for c, b in zip(e, e[1:])]
+    return statistics.median(firsts) + (k - 1) * statistics.median(deltas), statistics.median(deltas)
+
+
+def summarise(rows, budgets):
+    """Per size: the reference, and per candidate the median over repetitions of its figures."""
+    out = {}
+    for ref in [r for r in rows if r["kind"] == "reference"]:
+        size = ref["size"]
+        tg = {int(k): v for k, v in ref["targets"].items()}
+        sel = [r for r in rows if r.get("size") == size and r["kind"] in ("probe", "candidate")]
+        reps = sorted({r["rep"] for r in sel})
+        per = {}
+        adam = {}
+        for rep in reps:
+            probes = [r for r in sel if r["rep"] == rep and r["kind"] == "probe"]
+            if not probes:
+                continue
+            adam[rep] = {k: adam_time(probes, k) for k in tg}
+            for r in sel:
+                if r["rep"] != rep or r["kind"] != "candidate":
+                    continue
+                fs = full_size(r["steps"], r["flags"])
+                d = per.setdefault(r["name"], {"hits": {k: [] for k in tg}, "budget": {b: [] for b in budgets},
+                                               "final": [], "loads": [], "steps": [], "flags": r["flags"]})
+                for k, (target, _) in tg.items():
+                    hit = first_at(fs, target)
+                    d["hits"][k].append(None if hit is None else (hit["step"], hit["elapsed_s"], adam[rep][k][0] / hit["elapsed_s"]))
+                for b in budgets:
+                    s = at_budget(fs, b)
+                    d["budget"][b].append(None if s is None else s["total_loss"])
+                if fs:
+                    d["final"].append((fs[-1]["total_loss"], fs[-1]["elapsed_s"], fs[-1]["step"], r["cancelled"]))
+                d["loads"] += [r["load_before"], r["load_after"]]
+                d["steps"].append(r["steps"])
+        out[size] = {"ref": ref, "targets": tg, "adam": adam, "cands": per}
+    return out
+
+
+def med_hit(hits):
+    got = [h for h in hits if h is not None]
+    if len(got) < len(hits) or not got:
+        return None
+    return (statistics.median(h[0] for h in got), statistics.median(h[1] for h in got), statistics.median(h[2] for h in got), [h[2] for h in got])
+
+
+def report(a):
+    rows = load_raw(a.out)
+    budgets = [float(b) for b in a.budgets.split(",")]
+    summ = summarise(rows, budgets)
+    for size, S in summ.items():
+        ref, tg = S["ref"], S["targets"]
+        reps = sorted(S["adam"])
+        if not reps:
+            continue
+        step_s = statistics.median(S["adam"][r][2000][1] for r in reps) if 2000 in tg else float("nan")
+        t2000 = statistics.median(S["adam"][r][2000][0] for r in reps) if 2000 in tg else float("nan")
+        ext = " (extrapolated: power law fitted to steps %d-%d)" % (ref["steps"] // 2, ref["steps"]) if tg.get(2000, (0, False))[1] else ""
+        print(f"\n### {size} px\n")
+        print(f"Reference: the seed's Adam, {ref['steps']} steps cached ({ref['start']}, load {ref['load_start']:.1f}-{ref['load_end']:.1f}: "
+              f"{ref['elapsed_s']:.0f} s in that run). Interleaved Adam probes: {step_s:.3f} s a step, so 2000 steps take "
+              f"**{t2000:.0f} s**. Target (loss after 2000 steps): **{tg[2000][0]:.6g}**{ext}.\n")
+        cands = S["cands"]
+        order = sorted(cands, key=lambda n: (med_hit(cands[n]["hits"][2000]) or (0, 1e9))[1])
+        print("| candidate | steps to target | time to target s | speed-up vs Adam 2000 | per repetition | "
+              + " | ".join(f"loss at {b:g} s" for b in budgets) + " | final loss (s, step) | load |")
+        print("|---|---|---|---|---|" + "---|" * len(budgets) + "---|---|")
+        for n in order:
+            d = cands[n]
+            h = med_hit(d["hits"][2000])
+            hs = ("not reached", "-", "-", "-") if h is None else (f"{h[0]:.0f}", f"{h[1]:.1f}", f"**{h[2]:.0f}x**", ", ".join(f"{x:.0f}" for x in h[3]))
+            bs = []
+            for b in budgets:
+                v = d["budget"][b]
+                bs.append("-" if any(x is None for x in v) or not v else f"{statistics.median(v):.4g}")
+            fin = d["final"]
+            fs = "-" if not fin else f"{statistics.median(f[0] for f in fin):.4g} ({statistics.median(f[1] for f in fin):.0f}, {statistics.median(f[2] for f in fin):.0f})"
+            print(f"| {n} | {hs[0]} | {hs[1]} | {hs[2]} | {hs[3]} | " + " | ".join(bs) + f" | {fs} | {min(d['loads']):.1f}-{max(d['loads']):.1f} |")
+        # Milestones for the best three.
+        best = order[:3]
+        print(f"\nMilestones (time to the loss the seed's Adam has after k steps; speed-up against Adam's own time to it):\n")
+        print("| k | target | Adam s | " + " | ".join(best) + " |")
+        print("|---|---|---|" + "---|" * len(best))
+        for k, (target, extr) in sorted(tg.items()):
+            tk = statistics.median(S["adam"][r][k][0] for r in reps)
+            cells = []
+            for n in best:
+                h = med_hit(cands[n]["hits"][k])
+                cells.append("not reached" if h is None else f"{h[1]:.1f} s, **{h[2]:.0f}x**")
+            print(f"| {k}{' (extrapolated)' if extr else ''} | {target:.6g} | {tk:.0f} | " + " | ".join(cells) + " |")
+        bf16_check(cands)
+
+
+def bf16_check(cands):
+    """The bf16 loss curve against fp32's at the same schedule: largest relative difference at
+    the same step over the full-size steps both logged."""
+    lines = []
+    for n, d in sorted(cands.items()):
+        if "+bf16" not in n:
+            continue
+        base = n.replace("+bf16", "")
+        if base not in cands:
+            continue
+        worst = 0.0
+        count = 0
+        for sb, sf in zip(cands[n]["steps"], cands[base]["steps"]):
+            fb = {s["step"]: s["total_loss"] for s in sb}
+            for s in sf:
+                if s["step"] in fb:
+                    worst = max(worst, abs(fb[s["step"]] - s["total_loss"]) / s["total_loss"])
+                    count += 1
+        lines.append(f"| {n} | {base} | {count} | {100 * worst:.2f}% |")
+    if lines:
+        print("\nbf16 against fp32 at the same schedule (same steps, every level; largest relative difference of the total loss):\n")
+        print("| bf16 | fp32 | steps compared | largest difference |")
+        print("|---|---|---|---|")
+        print("\n".join(lines))
+
+
+def check_extrapolation(a):
+    """The power-law extrapolation's error where the whole curve is known: fit to steps n/2..n of
+    the cached 2000-step curves, predict step 2000."""
+    print("\n| px | fitted on steps | predicted loss at 2000 | actual | error |")
+    print("|---|---|---|---|---|")
+    for name in sorted(os.listdir(a.cache)):
+        if not (name.startswith("adam-") and "-2000steps-" in name and name.endswith(".jsonl")):
+            continue
+        steps = read_log(os.path.join(a.cache, name))
+        if len(steps) < 2000:
+            continue
+        for n in (200, 400, 800):
+            pred = power_fit(steps, n)(2000)
+            act = steps[1999]["total_loss"]
+            print(f"| {name.split('-')[1]} | {n // 2}-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
+
+
+def strip(a):
+    """The best three candidates' images at the moment they reach the target (re-run, stopped at
+    that step), beside the seed's 2000-step image, downscaled into one strip."""
+    from PIL import Image, ImageDraw
+    rows = load_raw(a.out)
+    budgets = [float(b) for b in a.budgets.split(",")]
+    S = summarise(rows, budgets)[a.size]
+    cands = S["cands"]
+    target = S["targets"][2000][0]
+    ranked = sorted((n for n in cands if med_hit(cands[n]["hits"][2000])), key=lambda n: med_hit(cands[n]["hits"][2000])[1])
+    if a.strip_candidates:
+        ranked = a.strip_candidates.split(",")
+    tiles = [("seed's Adam, 2000 steps", Image.open(os.path.join(a.cache, S["ref"]["image"])))]
+    for n in ranked[:3]:
+        flags = cands[n]["flags"]
+        steps = cands[n]["steps"][0]
+        fs = full_size(steps, flags)
+        hit = first_at(fs, target)
+        coarse = len(steps) - len(fs)
+        # Deterministic: the same schedule with its last level cut at the target's step.
+        fl = list(flags)
+        if "--steps" in fl:
+            fl[fl.index("--steps") + 1] = str(hit["step"] - coarse)
+        else:  # a named schedule: an explicit --steps overrides its last level's
+            fl += ["--steps", str(hit["step"] - coarse)]
+        img = os.path.join(a.out, f"strip-{n.replace(':', '-')}.png")
+        got, _ = stylize(a, a.size, "strip-" + n.replace(":", "-"), fl, 0, image=img)
+        if abs(got[-1]["total_loss"] - hit["total_loss"]) > 1e-3 * hit["total_loss"]:
+            print(f"ttq: {n} re-run ended at loss {got[-1]['total_loss']}, the timed run had {hit['total_loss']} there", file=sys.stderr)
+        tiles.append((f"{n}: {hit['elapsed_s']:.0f} s, {hit['step']} steps", Image.open(img)))
+    side = a.strip_px
+    pad, label = 6, 16
+    out = Image.new("RGB", (len(tiles) * (side + pad) + pad, side + 2 * pad + label), "white")
+    d = ImageDraw.Draw(out)
+    for i, (text, im) in enumerate(tiles):
+        x = pad + i * (side + pad)
+        out.paste(im.convert("RGB").resize((side, side), Image.LANCZOS), (x, pad + label))
+        d.text((x, pad), text, fill="black")
+    out.save(a.strip, quality=88, optimize=True)
+    print(f"ttq: strip {a.strip} ({os.path.getsize(a.strip) // 1024} KB): " + "; ".join(t for t, _ in tiles), file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nst", required=True)
+    ap.add_argument("mode", choices=["run", "report", "strip", "check-extrapolation"])
+    ap.add_argument("--nst")
+    ap.add_argument("--images", help="content-<px>.png and style-<px>.png (bench/prep_images.py)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--content", required=True)
-    ap.add_argument("--style", required=True)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--cache", default=os.path.join(os.environ.get("NST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nst"), "bench-ttq"))
+    ap.add_argument("--sizes", default="512")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--adam-steps", type=int, default=300)
-    ap.add_argument("--max-lbfgs", type=int, default=200)
-    ap.add_argument("--schedules", default="lbfgs",
-                    help="comma-separated: lbfgs, adam-lrX (X the learning rate)")
+    ap.add_argument("--adam-steps", default="256:2000,512:2000,1024:400", help="steps of the cached reference per size")
+    ap.add_argument("--probe-steps", type=int, default=4, help="steps of each interleaved Adam probe (the first is set-up)")
+    ap.add_argument("--candidates", default="lbfgs100")
+    ap.add_argument("--budgets", default="10,30,100")
+    ap.add_argument("--limit", default="", help="px:seconds after which a candidate is cancelled (default: the largest budget)")
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--size", type=int, default=512, help="strip: the size")
+    ap.add_argument("--strip", help="strip: the output (.jpg or .png)")
+    ap.add_argument("--strip-px", type=int, default=200)
+    ap.add_argument("--strip-candidates", help="strip: these instead of the fastest three")
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-
-    # The other schedules first: if the long Adam run is cut short, the milestones it reached
-    # still have figures (the loss log is written as it goes).
-    runs = []
-    for sch in a.schedules.split(","):
-        if sch == "lbfgs":
-            extra, label = ["--optimizer", "lbfgs", "--lr", "1", "--steps", str(a.max_lbfgs)], "L-BFGS lr 1, history 100"
-        elif sch.startswith("adam-lr"):
-            lr = sch[len("adam-lr"):]
-            extra, label = ["--optimizer", "adam", "--lr", lr, "--steps", str(a.adam_steps)], f"Adam lr {lr}"
-        else:
-            sys.exit(f"unknown schedule {sch}")
-        steps, load = stylize(a, sch, extra)
-        runs.append((label, steps, load))
-    adam, aload = stylize(a, "adam", ["--optimizer", "adam", "--lr", "0.003", "--steps", str(a.adam_steps)])
-    report(a, adam, aload, runs)
-
-
-def report(a, adam, aload, runs):
-    milestones = [k for k in (100, 250, 500, 1000, 2000) if k <= len(adam)] or [len(adam)]
-    if len(adam) not in milestones:
-        milestones.append(len(adam))
-    print(f"\nTargets: the total loss of the seed's Adam (lr 0.003; nst's Adam matches it step for step) "
-          f"after k steps, {a.size} px, {a.threads} threads, full-width VGG19 (random weights). "
-          f"Wall times are the loss log's elapsed_s (targets included). Load average {aload[0]:.1f}-{aload[1]:.1f} during Adam.\n")
-    print("| Adam steps k | target loss | Adam wall s | " + " | ".join(f"{label}: steps, wall s, speed-up" for label, _, _ in runs) + " |")
-    print("|---|---|---|" + "---|" * len(runs))
-    for k in milestones:
-        target, t_adam = adam[k - 1]["total_loss"], adam[k - 1]["elapsed_s"]
-        cells = []
-        for _, steps, _ in runs:
-            hit = first_at(steps, target)
-            cells.append("not reached" if hit is None else f"{hit['step']}, {hit['elapsed_s']:.1f}, **{t_adam / hit['elapsed_s']:.0f}x**")
-        print(f"| {k} | {target:.6g} | {t_adam:.1f} | " + " | ".join(cells) + " |")
-    for label, steps, (l0, l1) in runs:
-        print(f"\n{label}: {len(steps)} steps, final loss {steps[-1]['total_loss']:.6g} at {steps[-1]['elapsed_s']:.1f} s; load {l0:.1f}-{l1:.1f}")
+    if a.mode == "run":
+        if not (a.nst and a.images):
+            ap.error("run needs --nst and --images")
+        run(a)
+    elif a.mode == "report":
+        report(a)
+    elif a.mode == "strip":
+        if not (a.nst and a.images and a.strip):
+            ap.error("strip needs --nst, --images and --strip")
+        a.nst_version = ""
+        strip(a)
+    else:
+        check_extrapolation(a)
 
 
 if __name__ == "__main__":

@@ -489,12 +489,6 @@ const (
 	slotForced                   // Config.Force: whatever is there is overwritten
 )
 
-// shortHash is a short digest of s for keys.
-func shortHash(s string) string {
-	d := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(d[:8])
-}
-
 // resolveWeights finds the weights' digest without downloading them: the manifest's sha256,
 // else the object's version.
 func (cat *catalogue) resolveWeights(ctx context.Context) error {
@@ -617,7 +611,7 @@ func work(p transfer.Params) int64 {
 	var w int64
 	for s := range scales {
 		side := int64(p.Size >> (scales - 1 - s))
-		w += int64(p.Steps) * side * side
+		w += int64(p.LevelSteps(s)) * side * side
 	}
 	return w
 }

@@ -22,11 +22,10 @@ type doneSet struct {
 	m []marker
 	// With verification, per marker: the digest of the outputs the listing found, the kinds
 	// found (a bit each) and whether every one came with an MD5.
-	found   []outputsDigest
-	kinds   []uint8
-	noMD5   []bool
-	verify  bool
-	damaged int
+	found  []outputsDigest
+	kinds  []uint8
+	noMD5  []bool
+	verify bool
 }
 
 // readIndex lists the markers of the slot hashes lo..hi under out, one listing per prefix of

@@ -701,7 +701,7 @@ func (r *runner) prepare(ctx context.Context, l *loaded) *job {
 	it := l.it
 	id := it.pair.ID
 	r.cfg.Progress.PairStarted(id)
-	total := it.params.Steps * max(it.params.Scales, 1)
+	total := it.params.TotalSteps()
 	j := &job{l: l, steps: new(atomic.Int64)}
 	j.req = transfer.Request{
 		Content:   l.content,

@@ -150,6 +150,9 @@ func seedDone(t testing.TB, s *countedS3, man string) int {
 // 20 new contents arrive, exactly their 200 items are computed, each at a bounded number of
 // requests. Sharded over 4, the shards' requests add up to the same plus a small constant each.
 func TestRequestBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20,000 items: run without -short (make test runs it in its pass without the race detector)")
+	}
 	s := newCountedS3(t)
 	const contents = 2000
 	man := scaleCatalogue(t, s, contents)
@@ -226,7 +229,7 @@ func (m *midwayHeap) PairDone(PairResult) {
 // takes 24 bytes an item and the first pass's slots 8), plus 256 KiB of slack.
 func TestMemoryPerItem(t *testing.T) {
 	if testing.Short() {
-		t.Skip("seeds 45,000 index markers")
+		t.Skip("45,000 items: run without -short (make test runs it in its pass without the race detector)")
 	}
 	held := map[int]int64{}
 	for _, contents := range []int{500, 4000} {

@@ -113,6 +113,20 @@ type Params struct {
 	// Scales > 1 runs a coarse-to-fine pyramid: the first scale at Size/2^(Scales-1), each next
 	// one doubled and initialised from the previous result.
 	Scales int `json:"scales,omitempty"`
+	// ScaleSteps, if set, are the steps of each coarser scale, coarsest first (Scales-1 of
+	// them); the last scale, the output's size, runs Steps. Unset, every scale runs Steps.
+	ScaleSteps []int `json:"scaleSteps,omitempty"`
+
+	// StopTolerance > 0 ends a scale (at the last scale, the run) before its steps are done once
+	// the total loss has fallen by less than this fraction over the last StopWindow steps of the
+	// scale: (L[k-StopWindow] - L[k]) / L[k-StopWindow] < StopTolerance. The step it ends on
+	// says so (Step.Stop). 0: every scale runs its steps.
+	StopTolerance float64 `json:"stopTolerance,omitempty"`
+	StopWindow    int     `json:"stopWindow,omitempty"`
+
+	// Schedule names the schedule (Schedules) these parameters were made from, for
+	// provenance; the fields above are what runs.
+	Schedule string `json:"schedule,omitempty"`
 
 	// L-BFGS settings (ignored by Adam).
 	History   int     `json:"history,omitempty"`
@@ -236,6 +250,27 @@ func (p Params) Validate() error {
 	if p.Scales < 0 || p.Scales > MaxScale {
 		bad("scales: %d is outside 0..%d", p.Scales, MaxScale)
 	}
+	if len(p.ScaleSteps) > 0 && len(p.ScaleSteps) != max(p.Scales, 1)-1 {
+		bad("scaleSteps: %d values for %d scales (want one per scale before the last, coarsest first)", len(p.ScaleSteps), max(p.Scales, 1))
+	}
+	for i, n := range p.ScaleSteps {
+		if n < 1 || n > MaxSteps {
+			bad("scaleSteps[%d]: %d is outside 1..%d", i, n, MaxSteps)
+		}
+	}
+	if !finite(p.StopTolerance) || p.StopTolerance < 0 || p.StopTolerance >= 1 {
+		bad("stopTolerance: %v is outside [0, 1) (a fraction of the loss; 0: off)", p.StopTolerance)
+	}
+	if p.StopWindow < 0 || p.StopWindow > MaxSteps {
+		bad("stopWindow: %d is outside 0..%d", p.StopWindow, MaxSteps)
+	} else if p.StopTolerance > 0 && p.StopWindow < 1 {
+		bad("stopWindow: %d: a stopTolerance needs a window of at least 1 step", p.StopWindow)
+	}
+	if p.Schedule != "" {
+		if _, ok := LookupSchedule(p.Schedule); !ok {
+			bad("schedule: %q is not one of %s", p.Schedule, strings.Join(ScheduleNames(), ", "))
+		}
+	}
 	if p.Optimizer == LBFGS {
 		if p.History < 1 || p.History > 1000 {
 			bad("history: %d is outside 1..1000", p.History)
@@ -245,6 +280,25 @@ func (p Params) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// LevelSteps is the number of steps of pyramid level l (0 the coarsest): ScaleSteps[l] for
+// a coarser level when ScaleSteps is set, else Steps.
+func (p Params) LevelSteps(l int) int {
+	if l >= 0 && l < len(p.ScaleSteps) {
+		return p.ScaleSteps[l]
+	}
+	return p.Steps
+}
+
+// TotalSteps is the most steps a run of p takes over all its levels (fewer if a level stops
+// early: StopTolerance, L-BFGS convergence).
+func (p Params) TotalSteps() int {
+	n := 0
+	for l := range max(p.Scales, 1) {
+		n += p.LevelSteps(l)
+	}
+	return n
 }
 
 func sum(v []float64) float64 {

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"encoding/json"
 	"math"
 	"reflect"
 	"strings"
@@ -73,6 +74,19 @@ func TestValidate(t *testing.T) {
 		{"lbfgs history and tolerance", func(p *Params) { p.Optimizer = LBFGS; p.History = 0; p.Tolerance = -1 },
 			[]string{"history: 0 is outside 1..1000", "tolerance: -1"}},
 		{"adam ignores lbfgs settings", func(p *Params) { p.History = 0; p.Tolerance = -1 }, nil},
+		{"scale steps", func(p *Params) { p.Scales, p.ScaleSteps = 3, []int{50, 20} }, nil},
+		{"scale steps, one too many", func(p *Params) { p.Scales, p.ScaleSteps = 2, []int{50, 20} },
+			[]string{"scaleSteps: 2 values for 2 scales"}},
+		{"scale steps without scales", func(p *Params) { p.ScaleSteps = []int{5} }, []string{"scaleSteps: 1 values for 1 scales"}},
+		{"scale steps out of range", func(p *Params) { p.Scales, p.ScaleSteps = 3, []int{0, MaxSteps + 1} },
+			[]string{"scaleSteps[0]: 0 is outside 1..1000000", "scaleSteps[1]: 1000001"}},
+		{"stop", func(p *Params) { p.StopTolerance, p.StopWindow = 1e-3, 10 }, nil},
+		{"stop tolerance", func(p *Params) { p.StopTolerance, p.StopWindow = 1, 5 }, []string{"stopTolerance: 1 is outside [0, 1)"}},
+		{"stop tolerance NaN", func(p *Params) { p.StopTolerance, p.StopWindow = math.NaN(), 5 }, []string{"stopTolerance: NaN"}},
+		{"stop without window", func(p *Params) { p.StopTolerance = 1e-3 }, []string{"stopWindow: 0: a stopTolerance needs a window"}},
+		{"stop window", func(p *Params) { p.StopWindow = -1 }, []string{"stopWindow: -1 is outside 0..1000000"}},
+		{"schedule", func(p *Params) { p.Schedule = "fast" }, nil},
+		{"unknown schedule", func(p *Params) { p.Schedule = "turbo" }, []string{`schedule: "turbo" is not one of seed, fast`}},
 		{"every problem at once", func(p *Params) {
 			p.Size, p.Steps, p.Optimizer, p.LR, p.ContentLayer, p.Init = -1, -1, "", -1, "", ""
 		}, []string{"size:", "steps:", "optimizer:", "lr:", "contentLayer:", "init:"}},
@@ -163,6 +177,10 @@ func TestDigest(t *testing.T) {
 		"history":        func(p *Params) { p.History = 5 },
 		"tolerance":      func(p *Params) { p.Tolerance = 1e-8 },
 		"precision":      func(p *Params) { p.Precision = BF16 },
+		"scaleSteps":     func(p *Params) { p.Scales, p.ScaleSteps = 2, []int{300} },
+		"stopTolerance":  func(p *Params) { p.StopTolerance = 1e-3 },
+		"stopWindow":     func(p *Params) { p.StopWindow = 10 },
+		"schedule":       func(p *Params) { p.Schedule = "seed" },
 	}
 	seen := map[string]string{p.Digest(): "defaults"}
 	for name, edit := range edits {
@@ -176,6 +194,78 @@ func TestDigest(t *testing.T) {
 	}
 	if n := reflect.TypeOf(Params{}).NumField(); n != len(edits)-1 { // two edits of StyleLayers
 		t.Errorf("Params has %d fields but %d are checked for digest sensitivity", n, len(edits))
+	}
+}
+
+func TestLevelSteps(t *testing.T) {
+	p := DefaultParams()
+	p.Steps = 7
+	if p.LevelSteps(0) != 7 || p.TotalSteps() != 7 {
+		t.Errorf("one scale: LevelSteps(0) = %d, TotalSteps = %d, want 7", p.LevelSteps(0), p.TotalSteps())
+	}
+	p.Scales = 3
+	if got := []int{p.LevelSteps(0), p.LevelSteps(1), p.LevelSteps(2), p.TotalSteps()}; !reflect.DeepEqual(got, []int{7, 7, 7, 21}) {
+		t.Errorf("3 scales without ScaleSteps: %v, want [7 7 7 21]", got)
+	}
+	p.ScaleSteps = []int{40, 10}
+	if got := []int{p.LevelSteps(0), p.LevelSteps(1), p.LevelSteps(2), p.TotalSteps()}; !reflect.DeepEqual(got, []int{40, 10, 7, 57}) {
+		t.Errorf("3 scales, ScaleSteps [40 10]: %v, want [40 10 7 57]", got)
+	}
+}
+
+func TestSchedules(t *testing.T) {
+	if got := ScheduleNames(); !reflect.DeepEqual(got, []string{"seed", "fast"}) {
+		t.Fatalf("ScheduleNames = %v", got)
+	}
+	// The seed's schedule gives back the default maths, whatever another schedule set before.
+	seed, _ := LookupSchedule("seed")
+	fast, ok := LookupSchedule("fast")
+	if !ok {
+		t.Fatal("no fast schedule")
+	}
+	p := DefaultParams()
+	fast.Apply(&p)
+	if err := p.Validate(); err != nil {
+		t.Errorf("fast: %v", err)
+	}
+	if p.Schedule != "fast" || p.Optimizer != LBFGS || p.Scales < 2 || p.StopTolerance <= 0 {
+		t.Errorf("fast gave %+v", p)
+	}
+	seed.Apply(&p)
+	want := DefaultParams()
+	want.Schedule = "seed"
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("seed after fast = %+v, want the defaults %+v", p, want)
+	}
+	// Every field a schedule sets is one it declares (so explicit settings can override it).
+	for _, s := range Schedules() {
+		q := DefaultParams()
+		q.Optimizer, q.LR, q.History, q.Steps, q.Scales, q.ScaleSteps, q.StopTolerance, q.StopWindow = "x", -1, -1, -1, -1, []int{-1}, -1, -1
+		before := q
+		s.Apply(&q)
+		changed := map[string]bool{}
+		bj, _ := json.Marshal(before)
+		aj, _ := json.Marshal(q)
+		var bm, am map[string]any
+		_ = json.Unmarshal(bj, &bm)
+		_ = json.Unmarshal(aj, &am)
+		for k := range am {
+			if !reflect.DeepEqual(am[k], bm[k]) {
+				changed[k] = true
+			}
+		}
+		for k := range bm {
+			if _, ok := am[k]; !ok {
+				changed[k] = true
+			}
+		}
+		delete(changed, "schedule")
+		for _, f := range s.Fields() {
+			delete(changed, f)
+		}
+		if len(changed) > 0 {
+			t.Errorf("schedule %s sets %v, which it does not declare in Fields", s.Name, changed)
+		}
 	}
 }
 

@@ -11,9 +11,10 @@ import (
 
 // Steps is the step bookkeeping of one request, shared by every engine so that they all keep
 // Request's contract the same way. The engine does the maths and reports each step's losses;
-// Steps numbers and logs the steps, refuses a non-finite loss, calls OnStep after every step,
-// OnImage every SaveEvery steps and OnCheckpoint every CheckpointEvery steps (but after the
-// run's last step, whose result follows at once), checks and restores Request.Resume, and
+// Steps numbers and logs the steps, refuses a non-finite loss, ends a level early when
+// Params.StopTolerance says so, calls OnStep after every step, OnImage every SaveEvery steps
+// and OnCheckpoint every CheckpointEvery steps (but after the run's last step, whose result
+// follows at once), checks and restores Request.Resume, and
 // when the context ends hands OnCheckpoint one last checkpoint of what this call reached.
 //
 // An engine drives it like this (levels from Pyramid):
@@ -22,13 +23,16 @@ import (
 //	first, err := steps.Resume(sizes) // 0 without req.Resume
 //	for l := first; l < len(levels); l++ {
 //		// start from req.Resume's image at its level, else from the previous level or Init
-//		for k := steps.StartLevel(l); k < req.Params.Steps; k++ {
+//		for k := steps.StartLevel(l); k < req.Params.LevelSteps(l); k++ {
 //			if err := steps.Check(ctx, state); err != nil {
 //				return nil, err
 //			}
 //			// ... one optimiser step: the losses ...
 //			if err := steps.Record(losses, image, state); err != nil {
 //				return nil, err
+//			}
+//			if steps.LevelDone() {
+//				break
 //			}
 //		}
 //	}
@@ -48,6 +52,7 @@ type Steps struct {
 	resumed int  // len(log) when this call started
 	level   int  // the level in progress
 	inLevel int  // steps done in it
+	stopped bool // the level in progress ended early (Step.Stop)
 	pending bool // the next StartLevel of level continues the resumed checkpoint
 }
 
@@ -91,13 +96,17 @@ func (s *Steps) Resume(sizes []image.Point) (int, error) {
 		return bad("it is at scale %d, this run has %d", cp.Scale+1, len(sizes))
 	}
 	ls := cp.State[stateLevelSteps]
-	if len(ls) != 1 || ls[0] < 0 || ls[0] > float32(p.Steps) || ls[0] != float32(int(ls[0])) {
+	if len(ls) != 1 || ls[0] < 0 || ls[0] > float32(p.LevelSteps(cp.Scale)) || ls[0] != float32(int(ls[0])) {
 		return bad("it holds no valid step count for its scale (%v)", ls)
 	}
 	inLevel := int(ls[0])
-	if cp.Step != len(cp.Log) || cp.Step < inLevel || cp.Step > cp.Scale*p.Steps+inLevel {
-		return bad("it is at step %d with %d logged steps, %d of them at scale %d of a run of %d steps per scale",
-			cp.Step, len(cp.Log), inLevel, cp.Scale+1, p.Steps)
+	before := 0 // the most steps the levels before cp.Scale take
+	for l := range cp.Scale {
+		before += p.LevelSteps(l)
+	}
+	if cp.Step != len(cp.Log) || cp.Step < inLevel || cp.Step > before+inLevel {
+		return bad("it is at step %d with %d logged steps, %d of them at scale %d of a run of %d steps at most before that scale",
+			cp.Step, len(cp.Log), inLevel, cp.Scale+1, before)
 	}
 	for i, st := range cp.Log {
 		if st.Step != i+1 {
@@ -114,6 +123,10 @@ func (s *Steps) Resume(sizes []image.Point) (int, error) {
 		s.before = s.log[n-1].ElapsedS
 	}
 	s.level, s.inLevel, s.pending = cp.Scale, inLevel, true
+	if n := len(s.log); inLevel > 0 && s.log[n-1].Stop != "" {
+		// Its level had ended early: the engine goes on with the next one.
+		s.inLevel = p.LevelSteps(cp.Scale)
+	}
 	return cp.Scale, nil
 }
 
@@ -125,9 +138,14 @@ func (s *Steps) StartLevel(level int) int {
 		done = s.inLevel
 	}
 	s.pending = false
-	s.level, s.inLevel = level, done
+	s.level, s.inLevel, s.stopped = level, done, false
 	return done
 }
+
+// LevelDone reports whether the level in progress ended early at the step just recorded
+// (Params.StopTolerance, or a Step.Stop the engine gave): the engine goes on with the next
+// level, or ends the run after the last.
+func (s *Steps) LevelDone() bool { return s.stopped }
 
 // Check returns nil while ctx is live. Once ctx is done it returns Stop(ctx.Err(), state).
 // Engines call it before every step.
@@ -152,7 +170,9 @@ func (s *Steps) Stop(cause error, state func() (*Checkpoint, error)) error {
 }
 
 // Record logs a step whose losses are st's ContentLoss, StyleLoss, TVLoss and TotalLoss
-// (Steps sets Step, Scale and ElapsedS) and calls the request's callbacks. A non-finite loss
+// (Steps sets Step, Scale and ElapsedS, and Stop when Params.StopTolerance ends the level
+// here; an engine whose optimiser has converged sets Stop itself) and calls the request's
+// callbacks; LevelDone then says whether the level has ended. A non-finite loss
 // is not logged: the error wraps ErrNonFinite and names the step. A callback's error, or
 // image's or state's, is returned wrapped with the step; the run should stop with it.
 func (s *Steps) Record(st Step, image func() (*image.NRGBA, error), state func() (*Checkpoint, error)) error {
@@ -167,8 +187,12 @@ func (s *Steps) Record(st Step, image func() (*image.NRGBA, error), state func()
 	if s.levels > 1 {
 		st.Scale = s.level + 1
 	}
-	s.log = append(s.log, st)
 	s.inLevel++
+	if st.Stop == "" {
+		st.Stop = s.stopReason(st.TotalLoss)
+	}
+	s.stopped = st.Stop != ""
+	s.log = append(s.log, st)
 	req := s.req
 	if req.OnStep != nil {
 		if err := req.OnStep(st); err != nil {
@@ -184,11 +208,31 @@ func (s *Steps) Record(st Step, image func() (*image.NRGBA, error), state func()
 			return fmt.Errorf("save image at step %d: %w", n, err)
 		}
 	}
-	last := s.level == s.levels-1 && s.inLevel >= req.Params.Steps
+	last := s.level == s.levels-1 && (s.stopped || s.inLevel >= req.Params.LevelSteps(s.level))
 	if req.CheckpointEvery > 0 && req.OnCheckpoint != nil && n%req.CheckpointEvery == 0 && !last {
 		return s.checkpoint(state)
 	}
 	return nil
+}
+
+// stopReason is Step.Stop for a step of total loss at the level in progress (already counted
+// in inLevel, not yet logged), or "" if the level goes on: the loss fell by less than
+// StopTolerance (a fraction) over the last StopWindow steps of the level.
+func (s *Steps) stopReason(loss float64) string {
+	p := s.req.Params
+	w := p.StopWindow
+	if p.StopTolerance <= 0 || w < 1 || s.inLevel <= w {
+		return ""
+	}
+	before := s.log[len(s.log)-w].TotalLoss // w steps back; the level has inLevel-1 >= w logged
+	fell := 0.0                             // from a loss of 0 nothing is left to gain
+	if before != 0 {
+		fell = (before - loss) / math.Abs(before)
+	}
+	if fell >= p.StopTolerance {
+		return ""
+	}
+	return fmt.Sprintf("stopTolerance: the loss fell %.3g%% over the last %d steps, under %.3g%%", 100*fell, w, 100*p.StopTolerance)
 }
 
 // checkpoint completes the engine's state into a Checkpoint and hands it to OnCheckpoint.

@@ -21,6 +21,10 @@ type Step struct {
 	TVLoss      float64 `json:"tv_loss"`
 	TotalLoss   float64 `json:"total_loss"`
 	ElapsedS    float64 `json:"elapsed_s"`
+	// Stop is set on the last step of a scale that ended before its steps were done, saying
+	// why (Params.StopTolerance, or the optimiser converged); on the run's last step it is why
+	// the run ended early.
+	Stop string `json:"stop,omitempty"`
 }
 
 // Request is one stylisation: a content image, one or more styles, and parameters. Images are

@@ -58,6 +58,8 @@ type paramFlags struct {
 	p           transfer.Params
 	styleLayers string
 	styleBlend  []float64
+	scaleSteps  []int
+	schedule    string
 }
 
 func (f *paramFlags) register(fs *pflag.FlagSet) {
@@ -81,6 +83,25 @@ func (f *paramFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.p.Precision, "precision", "fp32", "fp32 (the seed's) or bf16 (faster VGG19 where the CPU/GPU has bfloat16; losses within ~1% of fp32)")
 	fs.IntVar(&f.p.History, "history", d.History, "L-BFGS history size")
 	fs.Float64Var(&f.p.Tolerance, "tolerance", d.Tolerance, "L-BFGS: stop when the loss or step changes less than this")
+	fs.IntSliceVar(&f.scaleSteps, "scale-steps", nil, "steps of each coarser scale, coarsest first (--scales minus 1 values; the last scale runs --steps)")
+	fs.Float64Var(&f.p.StopTolerance, "stop-tolerance", 0, "end a scale early once the total loss falls by less than this fraction over --stop-window steps (0: off)")
+	fs.IntVar(&f.p.StopWindow, "stop-window", 0, "steps over which --stop-tolerance measures the loss's fall")
+	fs.StringVar(&f.schedule, "schedule", "", "named schedule: "+scheduleHelp()+"; flags given with it override its settings")
+}
+
+// scheduleHelp lists the named schedules for --schedule.
+func scheduleHelp() string {
+	var parts []string
+	for _, s := range transfer.Schedules() {
+		parts = append(parts, s.Name+" ("+s.Summary+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// flagOfField maps the Params fields a schedule sets (JSON names) to their flags.
+var flagOfField = map[string]string{
+	"optimizer": "optimizer", "lr": "lr", "history": "history", "steps": "steps", "scales": "scales",
+	"scaleSteps": "scale-steps", "stopTolerance": "stop-tolerance", "stopWindow": "stop-window",
 }
 
 // params resolves the flags into Params.
@@ -92,13 +113,49 @@ func (f *paramFlags) params(fs *pflag.FlagSet) (transfer.Params, error) {
 	}
 	p.StyleLayers = layers
 	p.StyleBlend = f.styleBlend
+	p.ScaleSteps = f.scaleSteps
 	if p.Optimizer == transfer.LBFGS && !fs.Changed("lr") {
 		p.LR = 1
+	}
+	if f.schedule != "" {
+		sch, ok := transfer.LookupSchedule(f.schedule)
+		if !ok {
+			return p, usagef("--schedule %q: want one of %s", f.schedule, strings.Join(transfer.ScheduleNames(), ", "))
+		}
+		explicit := p
+		sch.Apply(&p)
+		for _, field := range sch.Fields() {
+			if fs.Changed(flagOfField[field]) {
+				copyField(&p, explicit, field)
+			}
+		}
 	}
 	if err := p.Validate(); err != nil {
 		return p, usageError{err}
 	}
 	return p, nil
+}
+
+// copyField copies the Params field with JSON name field from src to dst.
+func copyField(dst *transfer.Params, src transfer.Params, field string) {
+	switch field {
+	case "optimizer":
+		dst.Optimizer = src.Optimizer
+	case "lr":
+		dst.LR = src.LR
+	case "history":
+		dst.History = src.History
+	case "steps":
+		dst.Steps = src.Steps
+	case "scales":
+		dst.Scales = src.Scales
+	case "scaleSteps":
+		dst.ScaleSteps = src.ScaleSteps
+	case "stopTolerance":
+		dst.StopTolerance = src.StopTolerance
+	case "stopWindow":
+		dst.StopWindow = src.StopWindow
+	}
 }
 
 func (f *engineFlags) open(ctx context.Context, e *env) (*torch.Engine, error) {
@@ -182,7 +239,7 @@ func stylizeCommand() command {
 				if plot.path != "" {
 					files = append(files, plot)
 				}
-				if err := checkOutputs(files, out, saveEvery, p.Steps*max(p.Scales, 1)); err != nil {
+				if err := checkOutputs(files, out, saveEvery, p.TotalSteps()); err != nil {
 					return err
 				}
 
@@ -213,7 +270,7 @@ func stylizeCommand() command {
 					defer logF.Close()
 					logW = bufio.NewWriter(logF)
 				}
-				bar := newStepProgress(e, p.Steps*max(p.Scales, 1))
+				bar := newStepProgress(e, p.TotalSteps())
 				req.OnStep = func(s transfer.Step) error {
 					bar.step(s)
 					if logW == nil {
@@ -224,6 +281,10 @@ func stylizeCommand() command {
 						return err
 					}
 					if _, err := logW.Write(append(b, '\n')); err != nil {
+						return fmt.Errorf("--loss-log %s: %w", lossLog, cause(err))
+					}
+					// Each line as it comes, so the log can be followed (tail -f, benchmarks).
+					if err := logW.Flush(); err != nil {
 						return fmt.Errorf("--loss-log %s: %w", lossLog, cause(err))
 					}
 					return nil

@@ -306,7 +306,7 @@ func (r *run) run(ctx context.Context) (*transfer.Result, error) {
 			return &transfer.Checkpoint{Width: l.w, Height: l.h, Image: append([]float32(nil), x...)}, nil
 		}
 		picture := func() (*image.NRGBA, error) { return r.output(x, l), nil }
-		for k := steps.StartLevel(li); k < p.Steps; k++ {
+		for k := steps.StartLevel(li); k < p.LevelSteps(li); k++ {
 			if err := steps.Check(ctx, state); err != nil {
 				return nil, err
 			}
@@ -328,6 +328,9 @@ func (r *run) run(ctx context.Context) (*transfer.Result, error) {
 			}
 			if err := steps.Record(r.losses(x, l), picture, state); err != nil {
 				return nil, err
+			}
+			if steps.LevelDone() {
+				break
 			}
 		}
 	}

@@ -198,7 +198,18 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, levels [][]scal
 			return runs[i].snapshot(xi, w, h)
 		}
 	}
-	failed := func(i int) bool { return errs[i] != nil }
+	// A request ends with an error, or when its steps stop early (Params.StopTolerance): its
+	// image is taken then, and the batch goes on for the others (its slice is still computed,
+	// but no longer read).
+	failed := func(i int) bool { return errs[i] != nil || results[i] != nil }
+	per := 3 * w * h
+	finish := func(b, i int, data []float32) {
+		img := denormalise(data[b*per:(b+1)*per], w, h)
+		if p.PreserveColors {
+			img = imaging.CombineLuminance(img, imaging.Fit(asNRGBA(runs[i].req.Content), p.Size))
+		}
+		results[i] = runs[i].steps.Result(img)
+	}
 	for k := 0; k < p.Steps; k++ {
 		if err := ctx.Err(); err != nil {
 			for b, i := range live {
@@ -228,6 +239,16 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, levels [][]scal
 				errs[i] = err
 				continue
 			}
+			if runs[i].steps.LevelDone() {
+				var ss scope
+				data := ss.float32s(ss.narrow(x, 0, int64(b), 1))
+				ss.drop()
+				if !ss.ok() {
+					return ss.err
+				}
+				finish(0, i, data)
+				continue
+			}
 			alive++
 		}
 		if alive == 0 {
@@ -238,16 +259,10 @@ func (e *Engine) optimiseBatch(ctx context.Context, runs []*run, levels [][]scal
 	if !s.ok() {
 		return s.err
 	}
-	per := 3 * w * h
 	for b, i := range live {
-		if failed(i) {
-			continue
+		if !failed(i) {
+			finish(b, i, data)
 		}
-		img := denormalise(data[b*per:(b+1)*per], w, h)
-		if p.PreserveColors {
-			img = imaging.CombineLuminance(img, imaging.Fit(asNRGBA(runs[i].req.Content), p.Size))
-		}
-		results[i] = runs[i].steps.Result(img)
 	}
 	return nil
 }

@@ -36,10 +36,11 @@ import (
 // per step), GFLOP/s (the VGG19 FLOPs of one evaluation, vggStepFLOPs,
 // over the median Adam step; for L-BFGS, whose steps hold one or more evaluations, it is left
 // out) and peak-RSS-MiB (the process's VmHWM so far: run one sub-benchmark per process for a
-// per-size figure). 512 px takes tens of seconds a step on 2 cores: it runs only when the
-// -bench pattern names 512 or NST_BENCH_512=1.
+// per-size figure). 512 and 1024 px take seconds a step on 2 cores: they run only when the
+// -bench pattern names the size or NST_BENCH_512=1.
 //
 // Environment: NST_BENCH_FORMAT (channels-last or nchw; default the engine's),
+// NST_BENCH_PRECISION (bf16 or fp32; default fp32),
 // NST_BENCH_THREADS (default 2), NST_BENCH_WARMUP (default 1), NST_BENCH_DIR (a folder with
 // content-<size>.png and style-<size>.png, as bench/prep_images.py writes from your photos or
 // its own synthetic pictures; default: synthetic pictures drawn here, see synthImages). The
@@ -52,10 +53,10 @@ func BenchmarkStep(b *testing.B) {
 		}
 	}()
 	for _, opt := range []string{transfer.Adam, transfer.LBFGS} {
-		for _, size := range []int{128, 256, 512} {
+		for _, size := range []int{128, 256, 512, 1024} {
 			b.Run(fmt.Sprintf("%s/%d", opt, size), func(b *testing.B) {
-				if size == 512 && !want512() {
-					b.Skip("512 px: name it in -bench or set NST_BENCH_512=1 (tens of seconds a step on 2 cores)")
+				if size >= 512 && !wantLarge(size) {
+					b.Skipf("%d px: name it in -bench or set NST_BENCH_512=1 (seconds a step on 2 cores)", size)
 				}
 				content, style := benchImages(b, size)
 				if eng == nil {
@@ -71,6 +72,7 @@ func BenchmarkStep(b *testing.B) {
 				p.Size = size
 				p.Steps = warm + b.N
 				p.Optimizer = opt
+				p.Precision = os.Getenv("NST_BENCH_PRECISION")
 				if opt == transfer.LBFGS {
 					p.LR = 1
 				}
@@ -114,6 +116,59 @@ func BenchmarkStep(b *testing.B) {
 					// though spinning OpenMP workers count.
 					b.ReportMetric((cpu1-cpu0)/float64(p.Steps-warm), "cpu-s/step")
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkBatchStep is BenchmarkStep's Adam step for N same-size pairs optimised as one batch
+// (Engine.StylizeBatch: one forward and backward over all N images), in seconds per image per
+// step (s/step/image; N = 1 is the lone run), so the ratio to N = 1 is what batching gives per
+// pair:
+//
+//	go test -run '^$' -bench 'BenchmarkBatchStep/2/512$' -benchtime 3x ./transfer/torch
+//
+// Same environment as BenchmarkStep; 512 px only when named or NST_BENCH_512=1.
+func BenchmarkBatchStep(b *testing.B) {
+	var eng *Engine
+	defer func() {
+		if eng != nil {
+			eng.Close()
+		}
+	}()
+	for _, n := range []int{1, 2, 4} {
+		for _, size := range []int{128, 256, 512} {
+			b.Run(fmt.Sprintf("%d/%d", n, size), func(b *testing.B) {
+				if size >= 512 && !wantLarge(size) {
+					b.Skipf("%d px: name it in -bench or set NST_BENCH_512=1", size)
+				}
+				content, style := benchImages(b, size)
+				if eng == nil {
+					var err error
+					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2),
+						MemoryFormat: os.Getenv("NST_BENCH_FORMAT")})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				warm := benchEnvInt("NST_BENCH_WARMUP", 1)
+				p := transfer.DefaultParams()
+				p.Size, p.Steps, p.Precision = size, warm+b.N, os.Getenv("NST_BENCH_PRECISION")
+				reqs := make([]transfer.Request, n)
+				for i := range reqs {
+					reqs[i] = transfer.Request{Content: content, Styles: []image.Image{style}, Params: p}
+				}
+				b.ResetTimer()
+				results, errs := eng.StylizeBatch(context.Background(), reqs)
+				b.StopTimer()
+				for i, err := range errs {
+					if err != nil {
+						b.Fatalf("request %d: %v", i, err)
+					}
+				}
+				steps := stepTimes(results[0].Log)
+				b.ReportMetric(median(steps[warm:])/float64(n), "s/step/image")
+				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 			})
 		}
 	}
@@ -192,12 +247,14 @@ func TestVGGStepFLOPs(t *testing.T) {
 	}
 }
 
-func want512() bool {
+// wantLarge reports whether a size of 512 px or more is to run: named in -bench (its digits)
+// or NST_BENCH_512=1.
+func wantLarge(size int) bool {
 	if os.Getenv("NST_BENCH_512") == "1" {
 		return true
 	}
 	f := flag.Lookup("test.bench")
-	return f != nil && strings.Contains(f.Value.String(), "512")
+	return f != nil && strings.Contains(f.Value.String(), strconv.Itoa(size))
 }
 
 func benchEnvInt(name string, def int) int {

@@ -489,7 +489,7 @@ func (r *run) optimiseScale(ctx context.Context, level int, plan scalePlan, prev
 		return point{f: parts[0].total, parts: parts[0], g: ss.take(g)}, nil
 	}
 
-	for k := done; k < p.Steps; k++ {
+	for k := done; k < p.LevelSteps(level); k++ {
 		if err := r.steps.Check(ctx, state); err != nil {
 			return nil, nil, err
 		}
@@ -531,10 +531,14 @@ func (r *run) optimiseScale(ctx context.Context, level int, plan scalePlan, prev
 				}
 			}
 		}
-		if err := r.steps.Record(parts.step(), picture, state); err != nil {
+		st := parts.step()
+		if converged {
+			st.Stop = fmt.Sprintf("converged: L-BFGS's step or loss change fell under tolerance %g, or its gradient under %g", p.Tolerance, lb.tolGrad)
+		}
+		if err := r.steps.Record(st, picture, state); err != nil {
 			return nil, nil, err
 		}
-		if converged {
+		if r.steps.LevelDone() {
 			break
 		}
 	}

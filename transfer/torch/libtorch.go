@@ -44,6 +44,8 @@ static int nst_keep_freed_memory(void) {
 	ok &= mallopt(M_ARENA_MAX, 1);
 	return ok;
 }
+
+static int nst_no_mmap(void) { return mallopt(M_MMAP_MAX, 0); }
 */
 import "C"
 
@@ -96,7 +98,11 @@ var keepFreedMemory = sync.OnceValue(func() bool {
 	if os.Getenv("NST_MALLOC_DEFAULTS") == "1" {
 		return false
 	}
-	return C.nst_keep_freed_memory() == 1
+	ok := C.nst_keep_freed_memory() == 1
+	if os.Getenv("NST_MALLOC_NO_MMAP") == "1" {
+		ok = ok && C.nst_no_mmap() == 1
+	}
+	return ok
 })
 
 // setThreads sets libtorch's intra-op thread count for the calling OS thread's work.

@@ -213,11 +213,15 @@ func (pr *problem) losses(s *scope, x *ts.Tensor) (content, style, tv, total *ts
 			}
 		}
 	}
-	tvT := tvLoss(s, x)
-	tv = s.detach(tvT)
 	total = s.addT(s.scale(content, p.ContentWeight), s.scale(style, p.StyleWeight))
 	if p.TVWeight > 0 {
+		tvT := tvLoss(s, x)
+		tv = s.detach(tvT)
 		total = s.addT(total, s.scale(tvT, p.TVWeight))
+	} else {
+		// Only logged: computed off the autograd graph (the seed has no such term), so it
+		// records no backward nodes and keeps none of its differences alive.
+		tv = tvLoss(s, s.detach(x))
 	}
 	return
 }

@@ -60,6 +60,8 @@ func Run(t *testing.T, newEngine func(t *testing.T) transfer.Engine, c Caveats) 
 		{"SaveAndCheckpointCadence", testCadence},
 		{"CallbackErrorsStop", testCallbackErrors},
 		{"Scales", testScales},
+		{"ScaleSteps", testScaleSteps},
+		{"StopTolerance", testStopTolerance},
 		{"ResumeEqualsUninterrupted", testResume},
 		{"ResumeLBFGS", testResumeLBFGS},
 		{"ResumeMismatch", testResumeMismatch},
@@ -76,6 +78,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) transfer.Engine, c Caveats) 
 		{"BatchMatchesLoneRuns", testBatchMatches},
 		{"BatchIsolatesFailures", testBatchFailures},
 		{"BatchCancel", testBatchCancel},
+		{"BatchStopTolerance", testBatchStop},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -391,6 +394,118 @@ func testScales(t *testing.T, e transfer.Engine, _ Caveats) {
 	if !slices.Equal(sizes, want) || !slices.Equal(levels, []int{0, 0, 0, 1, 1}) {
 		t.Errorf("checkpoints of %v at levels %v, want %v at [0 0 0 1 1]", sizes, levels, want)
 	}
+}
+
+// testScaleSteps: with ScaleSteps the coarser scales run their own step counts and the last
+// one Steps; a checkpoint in the middle of each resumes to the same run.
+func testScaleSteps(t *testing.T, e transfer.Engine, _ Caveats) {
+	p := params(2)
+	p.Size, p.Scales, p.ScaleSteps = 64, 3, []int{4, 1} // 16, 32 and 64 px
+	req := request(p)
+	req.Content = Content(64, 64)
+	res := stylize(t, e, req)
+	var scales []int
+	for _, s := range res.Log {
+		scales = append(scales, s.Scale)
+	}
+	if want := []int{1, 1, 1, 1, 2, 3, 3}; !slices.Equal(scales, want) {
+		t.Errorf("steps at scales %v, want %v", scales, want)
+	}
+	if p.TotalSteps() != 7 {
+		t.Errorf("TotalSteps = %d, want 7", p.TotalSteps())
+	}
+	resumeAll(t, e, req, true)
+}
+
+// relFall is the fraction by which the loss fell from log[k-w] to log[k] (Params.StopTolerance).
+func relFall(log []transfer.Step, k, w int) float64 {
+	before := log[k-w].TotalLoss
+	if before == 0 {
+		return 0
+	}
+	return (before - log[k].TotalLoss) / math.Abs(before)
+}
+
+// checkStops checks the stop criterion on a log: within each scale, the first step (past the
+// window) whose loss fell by less than p.StopTolerance over p.StopWindow steps ends the scale
+// and says so in Stop; no other step has a Stop; a scale that never met it ran all its steps.
+func checkStops(t *testing.T, name string, p transfer.Params, log []transfer.Step) {
+	t.Helper()
+	w := p.StopWindow
+	start := 0
+	for level := 0; start < len(log); level++ {
+		end := start
+		for end < len(log) && log[end].Scale == log[start].Scale {
+			end++
+		}
+		lv := log[start:end]
+		stopAt := -1
+		for k := w; k < len(lv); k++ {
+			if relFall(lv, k, w) < p.StopTolerance {
+				stopAt = k
+				break
+			}
+		}
+		switch {
+		case stopAt < 0 && len(lv) != p.LevelSteps(level):
+			t.Errorf("%s: scale %d ran %d of its %d steps, but its loss never fell less than %g over %d steps",
+				name, level+1, len(lv), p.LevelSteps(level), p.StopTolerance, w)
+		case stopAt >= 0 && stopAt != len(lv)-1:
+			t.Errorf("%s: scale %d should have ended at its step %d (fell %g over %d steps), it ran %d",
+				name, level+1, stopAt+1, relFall(lv, stopAt, w), w, len(lv))
+		}
+		for k, st := range lv {
+			if want := k == stopAt; (st.Stop != "") != want || (want && !strings.Contains(st.Stop, "stopTolerance")) {
+				t.Errorf("%s: step %d (scale %d) has Stop %q, want one: %v", name, st.Step, level+1, st.Stop, want)
+			}
+		}
+		start = end
+	}
+}
+
+// testStopTolerance: StopTolerance ends each scale at the first step whose loss fell by less
+// than the tolerance over the window (the run without it, up to there, logs the same losses),
+// says so in the log, and a run stopped that way resumes from any checkpoint to the same run.
+func testStopTolerance(t *testing.T, e transfer.Engine, _ Caveats) {
+	p := params(12)
+	p.Size, p.Scales, p.ScaleSteps = 40, 2, []int{10}
+	full := stylize(t, e, request(p))
+	if len(full.Log) != 22 {
+		t.Fatalf("%d steps without a tolerance, want 10 + 12", len(full.Log))
+	}
+	// A tolerance that the first scale meets by its 7th step: its fall over 3 steps there.
+	p.StopWindow = 3
+	p.StopTolerance = math.Min(math.Max(relFall(full.Log, 6, 3), 1e-9)*1.000001, 0.99)
+	res := stylize(t, e, request(p))
+	checkStops(t, "run", p, res.Log)
+	first := 0
+	for first < len(res.Log) && res.Log[first].Scale == 1 {
+		first++
+	}
+	if first > 7 {
+		t.Errorf("scale 1 ran %d steps, want at most 7 (tolerance %g)", first, p.StopTolerance)
+	}
+	got := slices.Clone(res.Log[:first])
+	for i := range got {
+		got[i].Stop = ""
+	}
+	if d := sameLosses(got, full.Log[:first]); d != "" {
+		t.Errorf("scale 1 with a tolerance differs from the run without: %s", d)
+	}
+	if last := res.Log[len(res.Log)-1]; last.Scale != 2 || res.Image.Rect.Size() != full.Image.Rect.Size() {
+		t.Errorf("the run ended at scale %d with a %v image, want scale 2 and %v", last.Scale, res.Image.Rect, full.Image.Rect)
+	}
+
+	t.Run("resume", func(t *testing.T) { resumeAll(t, e, request(p), true) })
+	t.Run("one scale", func(t *testing.T) {
+		q := params(30)
+		q.StopWindow, q.StopTolerance = 2, p.StopTolerance
+		res := stylize(t, e, request(q))
+		checkStops(t, "one scale", q, res.Log)
+		if len(res.Log) == 30 {
+			t.Errorf("ran all 30 steps with tolerance %g", q.StopTolerance)
+		}
+	})
 }
 
 // resumeAll runs req uninterrupted with a checkpoint after every step, then resumes each
@@ -839,6 +954,40 @@ func testBatchMatches(t *testing.T, e transfer.Engine, c Caveats) {
 	}
 	if results, errs := b.StylizeBatch(t.Context(), nil); len(results) != 0 || len(errs) != 0 {
 		t.Errorf("an empty batch gave %d results and %d errors", len(results), len(errs))
+	}
+}
+
+// testBatchStop: in a batch, each request stops where its lone run does (StopTolerance), with
+// its lone run's result, while the others go on.
+func testBatchStop(t *testing.T, e transfer.Engine, c Caveats) {
+	b := batcher(t, e)
+	p := params(20)
+	p.StopWindow = 2
+	reqs := []transfer.Request{request(p), request(p)}
+	reqs[1].Styles = []image.Image{Content(40, 40)}
+	// A tolerance that the first request meets at its 5th step and, ideally, the second at
+	// another: the midpoint between its falls at steps 4 and 5 (if they differ), so that
+	// rounding in a batch cannot move the stop.
+	alone := stylize(t, e, reqs[0])
+	f4, f5 := relFall(alone.Log, 3, 2), relFall(alone.Log, 4, 2)
+	p.StopTolerance = math.Min(math.Max((f4+f5)/2, 1e-9), 0.99)
+	if f4 <= f5 {
+		p.StopTolerance = math.Min(math.Max(f5*1.000001, 1e-9), 0.99)
+	}
+	for i := range reqs {
+		reqs[i].Params = p
+	}
+	results, errs := b.StylizeBatch(t.Context(), reqs)
+	for i, r := range reqs {
+		if errs[i] != nil || results[i] == nil {
+			t.Fatalf("request %d: %v", i, errs[i])
+		}
+		lone := stylize(t, e, r)
+		checkStops(t, fmt.Sprint("request ", i, " alone"), p, lone.Log)
+		checkLikeAlone(t, fmt.Sprint("request ", i), results[i], lone, c)
+	}
+	if n := len(results[0].Log); n > 5 || n == 20 {
+		t.Errorf("request 0 ran %d steps, want at most 5 (tolerance %g)", n, p.StopTolerance)
 	}
 }
 

@@ -1,0 +1,72 @@
+package transfer
+
+import "slices"
+
+// A Schedule is a named set of optimisation settings that users pick instead of setting each
+// one: the optimiser and its settings, the pyramid and the steps at each of its levels, and
+// when to stop. Choosing one sets those Params fields (Apply) and records the name in
+// Params.Schedule; settings given explicitly afterwards override the schedule's.
+type Schedule struct {
+	Name string
+	// Summary is one line for --help and the docs.
+	Summary string
+	apply   func(*Params)
+}
+
+// Fields are the JSON names of the Params fields Apply sets: the same for every schedule, so
+// that choosing one never leaves part of another's settings behind.
+func (s Schedule) Fields() []string { return slices.Clone(scheduleFields) }
+
+// Apply sets s's fields on p and records s.Name in p.Schedule.
+func (s Schedule) Apply(p *Params) {
+	s.apply(p)
+	p.Schedule = s.Name
+}
+
+// scheduleFields are the fields every schedule sets (Schedule.Fields).
+var scheduleFields = []string{"optimizer", "lr", "history", "steps", "scales", "scaleSteps", "stopTolerance", "stopWindow"}
+
+// schedules are the named schedules, the seed's first.
+var schedules = []Schedule{
+	{
+		Name:    "seed",
+		Summary: "the seed's maths: Adam, lr 0.003, one scale, every step run (the default)",
+		apply: func(p *Params) {
+			d := DefaultParams()
+			p.Optimizer, p.LR, p.History, p.Steps = d.Optimizer, d.LR, d.History, d.Steps
+			p.Scales, p.ScaleSteps, p.StopTolerance, p.StopWindow = d.Scales, nil, 0, 0
+		},
+	},
+	{
+		Name: "fast",
+		Summary: "coarse to fine with L-BFGS: 3 scales (a quarter, half and the full size), " +
+			"each ended when the loss falls less than 0.1% over 10 steps",
+		apply: func(p *Params) {
+			p.Optimizer, p.LR, p.History, p.Steps = LBFGS, 1, 50, 200
+			p.Scales, p.ScaleSteps = 3, []int{100, 100}
+			p.StopTolerance, p.StopWindow = 1e-3, 10
+		},
+	},
+}
+
+// Schedules returns the named schedules, the seed's first.
+func Schedules() []Schedule { return slices.Clone(schedules) }
+
+// ScheduleNames returns the names of Schedules, in order.
+func ScheduleNames() []string {
+	names := make([]string, len(schedules))
+	for i, s := range schedules {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// LookupSchedule returns the schedule called name.
+func LookupSchedule(name string) (Schedule, bool) {
+	for _, s := range schedules {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Schedule{}, false
+}
