@@ -21,6 +21,15 @@ import (
 	"github.com/nst-project/nst/transfer"
 )
 
+// The values Config's zero fields take; cmd/nst's flags show them as their defaults.
+const (
+	DefaultLanes           = 1
+	DefaultIOJobs          = 4
+	DefaultBatchSize       = 1
+	DefaultCheckpointEvery = 50
+	DefaultGracePeriod     = 25 * time.Second
+)
+
 // Config says what Run and Plan do. Run checks it before any byte moves; zero fields take the
 // defaults documented on each.
 type Config struct {
@@ -40,17 +49,17 @@ type Config struct {
 	RunID string
 
 	// Lanes is the number of items stylised at once (compute lanes, each with its own engine
-	// call; on CPU too); 0 means 1.
+	// call; on CPU too); 0 means DefaultLanes.
 	Lanes int
 	// IOJobs bounds concurrent downloads and decodes, and separately concurrent uploads;
-	// 0 means 4.
+	// 0 means DefaultIOJobs.
 	IOJobs int
 	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*Lanes*BatchSize.
 	// With IOJobs it caps the images held in memory, whatever the catalogue's size.
 	MaxInFlight int
 	// BatchSize > 1 lets a lane hand up to BatchSize waiting items with the same parameters to
 	// the engine at once, when it is a transfer.BatchEngine (one forward/backward for all
-	// their images; results are each item's own). 0 means 1: one item at a time.
+	// their images; results are each item's own). 0 means DefaultBatchSize, 1: one item at a time.
 	BatchSize int
 
 	// Force redoes every item, done or not, and overwrites whatever is at its output keys.
@@ -67,11 +76,12 @@ type Config struct {
 	// MaxFailures > 0 stops taking new items once more than MaxFailures items failed;
 	// 0 means no limit.
 	MaxFailures int
-	// CheckpointEvery > 0 writes a checkpoint every CheckpointEvery steps; 0 means 50;
+	// CheckpointEvery > 0 writes a checkpoint every CheckpointEvery steps; 0 means
+	// DefaultCheckpointEvery;
 	// < 0 writes none except on cancellation.
 	CheckpointEvery int
 	// GracePeriod bounds the writes that follow cancellation (checkpoints, finished
-	// outputs, the summary); 0 means 25s.
+	// outputs, the summary); 0 means DefaultGracePeriod.
 	GracePeriod time.Duration
 
 	// CacheDir holds downloaded weights, one file per sha256; "" means
@@ -179,7 +189,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		name string
 		v    *int
 		def  int
-	}{{"lanes", &c.Lanes, 1}, {"I/O jobs", &c.IOJobs, 4}, {"batch size", &c.BatchSize, 1}} {
+	}{{"lanes", &c.Lanes, DefaultLanes}, {"I/O jobs", &c.IOJobs, DefaultIOJobs}, {"batch size", &c.BatchSize, DefaultBatchSize}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -200,10 +210,10 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		bad("max failures %d must be >= 0", c.MaxFailures)
 	}
 	if c.CheckpointEvery == 0 {
-		c.CheckpointEvery = 50
+		c.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if c.GracePeriod == 0 {
-		c.GracePeriod = 25 * time.Second
+		c.GracePeriod = DefaultGracePeriod
 	}
 	if c.GracePeriod < 0 {
 		bad("grace period %v must be >= 0", c.GracePeriod)

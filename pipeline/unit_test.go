@@ -289,6 +289,13 @@ func TestPresetParams(t *testing.T) {
 	if p.LR != 1 || p.Optimizer != transfer.LBFGS {
 		t.Errorf("lbfgs without lr: lr %v", p.LR)
 	}
+	// A layer's problem names the layer, at its line.
+	spec = manifests.Options{StyleLayers: manifests.StyleLayers{{Layer: "conv1_1", Weight: 1, Line: 8}, {Layer: "conv6_1", Weight: 1, Line: 9}},
+		Lines: map[string]int{"styleLayers": 7}}
+	_, err = PresetParams(spec, manifests.Preset{Name: "default"}, "spec.presets[0]")
+	if !errors.As(err, &me) || len(me.Problems) != 1 || !strings.HasPrefix(me.Problems[0].Error(), `line 9: spec.params.styleLayers.conv6_1: unknown layer "conv6_1"`) {
+		t.Errorf("unknown style layer: %v", err)
+	}
 	// Precedence: defaults < spec.params < preset.
 	spec = manifests.Options{StyleWeight: f(5), TVWeight: f(2)}
 	p, err = PresetParams(spec, manifests.Preset{Name: "y", Options: manifests.Options{StyleWeight: f(9)}}, "spec.presets[1]")

@@ -19,7 +19,7 @@ func reportCommand() command {
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			fs.StringVar(&bf.manifest, "manifest", "", "the manifest: a local path or a bucket URL (s3://config/catalogue.yaml); see docs/manifest.md")
 			fs.StringVar(&bf.runID, "run-id", "", "the run whose summaries give failures and totals (default <metadata.name>-<manifest digest>-<UTC date>)")
-			fs.IntVar(&bf.ioJobs, "io-jobs", 4, "concurrent reads and thumbnail writes")
+			fs.IntVar(&bf.ioJobs, "io-jobs", pipeline.DefaultIOJobs, "concurrent reads and thumbnail writes")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return usagef("unexpected arguments %q", e.args)
