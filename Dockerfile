@@ -72,7 +72,7 @@ ARG NST_DEVICE
 ARG VERSION=dev
 
 LABEL org.opencontainers.image.title="nst" \
-	org.opencontainers.image.description="Batch neural style transfer over image catalogues in object storage (libtorch ${NST_DEVICE})" \
+	org.opencontainers.image.description="Neural style transfer over image catalogues in object storage (libtorch ${NST_DEVICE})" \
 	org.opencontainers.image.source="https://github.com/nst-project/nst" \
 	org.opencontainers.image.url="https://github.com/nst-project/nst" \
 	org.opencontainers.image.documentation="https://github.com/nst-project/nst/blob/main/docs/kubernetes.md" \

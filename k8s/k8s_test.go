@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -259,8 +260,11 @@ func checkJob(t *testing.T, p platform, objs *Objects, spec *batchv1.JobSpec) {
 	if !okCPU || !okMem || !okLimit || memLimit.Cmp(mem) < 0 {
 		t.Errorf("resources %+v: want cpu and memory requests and a memory limit >= the request", c.Resources)
 	}
-	if threads := inv.Env["threads"]; threads != strconv.FormatInt(cpu.Value(), 10) {
-		t.Errorf("NST_THREADS %q, want the CPU request %s", threads, cpu.String())
+	// Each lane is a worker process with --threads libtorch threads.
+	threads, errT := strconv.Atoi(inv.Env["threads"])
+	lanes, errL := strconv.Atoi(cmp.Or(inv.Env["lanes"], "1"))
+	if errT != nil || errL != nil || int64(lanes*threads) != cpu.Value() {
+		t.Errorf("NST_LANES %q x NST_THREADS %q, want the CPU request %s", inv.Env["lanes"], inv.Env["threads"], cpu.String())
 	}
 
 	checkSecurity(t, pod, c)

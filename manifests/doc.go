@@ -1,7 +1,9 @@
-// Package manifests holds the batch manifest schema: a YAML file saying which images to
-// stylise, with which model and options, and where the results go. Load decodes a manifest
-// strictly and validates it, reporting every problem at once with its line and YAML path;
-// it does no I/O beyond its reader and never touches the network.
+// Package manifests holds the manifest schema: a YAML file saying which images to stylise,
+// with which model and options, and where the results go. (Its kind, StyleBatch, uses
+// "batch" for a whole run, and stays for the manifests written with it; everywhere else in nst
+// a batch is only the pairs one lane optimises together, as --batch-size groups them.) Load
+// decodes a manifest strictly and validates it, reporting every problem at once with its
+// line and YAML path; it does no I/O beyond its reader and never touches the network.
 //
 // A manifest:
 //

@@ -29,7 +29,7 @@ func TestMovingOptionsRefused(t *testing.T) {
 			wantProblems(t, with(t, tc.old, tc.new), []string{fmt.Sprintf("line %d: %s: "+msg, tc.line, tc.field, tc.opt, tc.scheme)})
 		})
 	}
-	if _, _, err := SplitObjectURL("s3://cfg/batch.yaml?prefix=x/"); err == nil {
+	if _, _, err := SplitObjectURL("s3://cfg/catalogue.yaml?prefix=x/"); err == nil {
 		t.Error("SplitObjectURL accepted prefix=")
 	}
 }

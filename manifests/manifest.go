@@ -45,7 +45,7 @@ const RandomWeights = "random"
 // DefaultPreset is the name of the preset used when a manifest gives none.
 const DefaultPreset = "default"
 
-// Manifest is one batch of style transfers: which images, with which model and options, and
+// Manifest describes one run of style transfers: which images, with which model and options, and
 // where the results go. Load returns it decoded, validated and normalised (see Load).
 type Manifest struct {
 	APIVersion string   `yaml:"apiVersion"` // must be "nst/v1"
@@ -54,7 +54,7 @@ type Manifest struct {
 	Spec       Spec     `yaml:"spec"`
 }
 
-// Metadata names a batch.
+// Metadata names a manifest.
 type Metadata struct {
 	// Name is a DNS-label-like name (lower-case letters, digits and "-", at most 63, starting
 	// and ending with a letter or digit); run IDs are built from it.
@@ -64,7 +64,7 @@ type Metadata struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
-// Spec is what a batch does.
+// Spec is what a manifest's run does.
 type Spec struct {
 	Model  Model  `yaml:"model"`
 	Inputs Inputs `yaml:"inputs"`
@@ -143,7 +143,7 @@ func (s Source) Match(key string) bool {
 	return !matches(s.Exclude)
 }
 
-// Pair is one content/style pair of a PairingList batch, keys relative to the sources' URLs.
+// Pair is one content/style pair of a PairingList manifest, keys relative to the sources' URLs.
 type Pair struct {
 	Content string `yaml:"content"`
 	Style   string `yaml:"style"`
@@ -169,7 +169,7 @@ type Output struct {
 // spec.params merged with the preset's options (Options.Merge).
 type Preset struct {
 	// Name is 1..63 characters of lower-case letters, digits, ".", "_" and "-", starting with
-	// a letter or digit; it becomes a path segment of output keys. Unique in a batch.
+	// a letter or digit; it becomes a path segment of output keys. Unique in a manifest.
 	Name    string `yaml:"name"`
 	Options `yaml:",inline"`
 	// Line is the preset's 1-based line in its source; 0 for the implicit default.
@@ -309,7 +309,7 @@ func LoadPresets(r io.Reader) ([]Preset, error) {
 }
 
 // MergePresets returns the manifest's presets followed by those of its presetsFrom file, as
-// the batch runs them. A name used in both is an error (an *Error naming the file's preset,
+// the run takes them. A name used in both is an error (an *Error naming the file's preset,
 // its line in the file, and the manifest's line). If both are empty it returns the implicit
 // DefaultPreset. The result shares no memory with the arguments.
 func MergePresets(manifest, file []Preset) ([]Preset, error) {

@@ -2,7 +2,7 @@ package manifests
 
 import (
 	"maps"
-	"slices"
+	"reflect"
 
 	"gopkg.in/yaml.v3"
 )
@@ -11,10 +11,13 @@ import (
 // overrides. Every field is optional; nil (or a nil slice) means "not set here", which differs
 // from a zero value. Options are values: Merge copies, and nothing here keeps a reference.
 //
-// The YAML names are the lower-camel-case field names shown in the tags. Load checks what the
-// schema can (enums, ranges, layer-name syntax); the pipeline converts Options to the engine's
-// parameters and checks the rest, such as whether a layer exists in the engine, reporting the
-// line from LineOf.
+// The YAML names are the lower-camel-case field names shown in the tags, the names of the
+// engine's parameters (transfer.ParamTable): each field holds the parameter's Go type, behind a
+// pointer unless it is a list. Load checks what the schema can (enums, ranges, layer-name
+// syntax); the pipeline converts Options to the engine's parameters and checks the rest, such
+// as whether a layer exists in the engine or a schedule is known, reporting the line from
+// LineOf. Adding a field here is all this package needs for a new parameter: Merge and Values
+// work on every field.
 type Options struct {
 	Size           *int        `yaml:"size"`           // longest side in pixels, 0..8192; 0 keeps the content's size
 	Steps          *int        `yaml:"steps"`          // optimiser steps, 1..1000000
@@ -34,6 +37,10 @@ type Options struct {
 	Tolerance      *float64    `yaml:"tolerance"`      // L-BFGS tolerance, finite >= 0
 	StyleBlend     []float64   `yaml:"styleBlend"`     // weight of each style image, finite >= 0
 	Precision      *string     `yaml:"precision"`      // fp32 or bf16 (bfloat16 VGG19)
+	ScaleSteps     []int       `yaml:"scaleSteps"`     // steps of each coarser scale, coarsest first
+	StopTolerance  *float64    `yaml:"stopTolerance"`  // end a scale once the loss falls less than this fraction, 0..1
+	StopWindow     *int        `yaml:"stopWindow"`     // steps over which stopTolerance measures the fall
+	Schedule       *string     `yaml:"schedule"`       // a named schedule (seed, fast); the options set beside it win
 
 	// Lines maps the YAML name of each field set in the source (such as "styleWeight") to its
 	// 1-based line. It is nil for Options built in code. For a preset read by LoadPresets the
@@ -49,31 +56,17 @@ func (o Options) LineOf(field string) int { return o.Lines[field] }
 // StyleLayers and StyleBlend are replaced whole, not merged layer by layer. Lines follow the
 // fields they describe. The result shares no memory with o or over.
 func (o Options) Merge(over Options) Options {
-	r := Options{
-		Size:           pick(o.Size, over.Size),
-		Steps:          pick(o.Steps, over.Steps),
-		Optimizer:      pick(o.Optimizer, over.Optimizer),
-		LR:             pick(o.LR, over.LR),
-		ContentWeight:  pick(o.ContentWeight, over.ContentWeight),
-		StyleWeight:    pick(o.StyleWeight, over.StyleWeight),
-		TVWeight:       pick(o.TVWeight, over.TVWeight),
-		ContentLayer:   pick(o.ContentLayer, over.ContentLayer),
-		StyleLayers:    slices.Clone(o.StyleLayers),
-		Init:           pick(o.Init, over.Init),
-		Seed:           pick(o.Seed, over.Seed),
-		Scales:         pick(o.Scales, over.Scales),
-		StyleScale:     pick(o.StyleScale, over.StyleScale),
-		PreserveColors: pick(o.PreserveColors, over.PreserveColors),
-		Precision:      pick(o.Precision, over.Precision),
-		History:        pick(o.History, over.History),
-		Tolerance:      pick(o.Tolerance, over.Tolerance),
-		StyleBlend:     slices.Clone(o.StyleBlend),
-	}
-	if over.StyleLayers != nil {
-		r.StyleLayers = slices.Clone(over.StyleLayers)
-	}
-	if over.StyleBlend != nil {
-		r.StyleBlend = slices.Clone(over.StyleBlend)
+	var r Options
+	rv, ov, bv := reflect.ValueOf(&r).Elem(), reflect.ValueOf(over), reflect.ValueOf(o)
+	for i := range rv.NumField() {
+		if rv.Type().Field(i).Name == "Lines" {
+			continue
+		}
+		src := ov.Field(i)
+		if src.IsNil() {
+			src = bv.Field(i)
+		}
+		rv.Field(i).Set(deepCopy(src))
 	}
 	if o.Lines != nil || over.Lines != nil {
 		r.Lines = maps.Clone(o.Lines)
@@ -85,17 +78,41 @@ func (o Options) Merge(over Options) Options {
 	return r
 }
 
-// pick returns a copy of over if set, else a copy of base, else nil.
-func pick[T any](base, over *T) *T {
+// deepCopy returns a copy of v, a pointer to a plain value or a slice of plain values, that
+// shares no memory with v; nil stays nil.
+func deepCopy(v reflect.Value) reflect.Value {
 	switch {
-	case over != nil:
-		v := *over
-		return &v
-	case base != nil:
-		v := *base
-		return &v
+	case v.IsNil():
+		return reflect.Zero(v.Type())
+	case v.Kind() == reflect.Pointer:
+		c := reflect.New(v.Type().Elem())
+		c.Elem().Set(v.Elem())
+		return c
+	default: // a slice
+		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		reflect.Copy(c, v)
+		return c
 	}
-	return nil
+}
+
+// Values returns the value of each option set in o, keyed by its YAML name: the value a
+// pointer field points to (an int for *int, and so on), or a list field's slice (a copy).
+// StyleLayers stays a StyleLayers.
+func (o Options) Values() map[string]any {
+	out := map[string]any{}
+	ov := reflect.ValueOf(o)
+	for name, idx := range fieldsOf(ov.Type()) {
+		f := ov.FieldByIndex(idx)
+		if f.IsNil() {
+			continue
+		}
+		if f.Kind() == reflect.Pointer {
+			out[name] = f.Elem().Interface()
+		} else {
+			out[name] = deepCopy(f).Interface()
+		}
+	}
+	return out
 }
 
 // LayerWeight is one style layer and its weight.

@@ -76,3 +76,83 @@ func TestLineOf(t *testing.T) {
 		}
 	}
 }
+
+// everyOption returns Options with every field set to a distinct non-zero value of its type.
+func everyOption(t *testing.T) Options {
+	var o Options
+	ov := reflect.ValueOf(&o).Elem()
+	for i := range ov.NumField() {
+		f := ov.Field(i)
+		switch {
+		case ov.Type().Field(i).Name == "Lines":
+		case f.Kind() == reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+			switch e := f.Elem(); e.Kind() {
+			case reflect.Int, reflect.Int64:
+				e.SetInt(int64(i + 1))
+			case reflect.Float64:
+				e.SetFloat(float64(i) + 0.5)
+			case reflect.String:
+				e.SetString(ov.Type().Field(i).Name)
+			case reflect.Bool:
+				e.SetBool(true)
+			default:
+				t.Fatalf("option %s: type %s", ov.Type().Field(i).Name, f.Type())
+			}
+		case f.Type() == reflect.TypeFor[StyleLayers]():
+			f.Set(reflect.ValueOf(StyleLayers{{Layer: "conv3_1", Weight: 0.5}}))
+		case f.Kind() == reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 2, 2))
+			f.Index(1).Set(reflect.ValueOf(i).Convert(f.Type().Elem()))
+		default:
+			t.Fatalf("option %s: type %s", ov.Type().Field(i).Name, f.Type())
+		}
+	}
+	return o
+}
+
+// TestMergeEveryField: Merge takes every field set in over, keeps every field set only in base,
+// and copies each.
+func TestMergeEveryField(t *testing.T) {
+	all := everyOption(t)
+	if got := (Options{}).Merge(all); !reflect.DeepEqual(got, all) {
+		t.Errorf("Merge over empty:\n got %+v\nwant %+v", got, all)
+	}
+	if got := all.Merge(Options{}); !reflect.DeepEqual(got, all) {
+		t.Errorf("Merge of empty:\n got %+v\nwant %+v", got, all)
+	}
+	got := (Options{}).Merge(all)
+	gv, av := reflect.ValueOf(got), reflect.ValueOf(all)
+	for i := range gv.NumField() {
+		if f := gv.Field(i); f.Kind() == reflect.Pointer && f.Pointer() == av.Field(i).Pointer() ||
+			f.Kind() == reflect.Slice && f.Len() > 0 && f.Pointer() == av.Field(i).Pointer() {
+			t.Errorf("Merge shares %s", gv.Type().Field(i).Name)
+		}
+	}
+}
+
+// TestValues: Values holds each option set, by YAML name, as a plain value.
+func TestValues(t *testing.T) {
+	if v := (Options{}).Values(); len(v) != 0 {
+		t.Errorf("Values of empty options: %v", v)
+	}
+	o := Options{Size: ptr(7), Schedule: ptr("fast"), ScaleSteps: []int{3, 4}, StopTolerance: ptr(0.01),
+		StyleLayers: StyleLayers{{Layer: "conv1_1", Weight: 1}}}
+	want := map[string]any{"size": 7, "schedule": "fast", "scaleSteps": []int{3, 4}, "stopTolerance": 0.01,
+		"styleLayers": StyleLayers{{Layer: "conv1_1", Weight: 1}}}
+	if got := o.Values(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Values = %v, want %v", got, want)
+	}
+	all := everyOption(t)
+	if n, fields := len(all.Values()), reflect.TypeFor[Options]().NumField()-1; n != fields {
+		t.Errorf("Values of every option: %d, want %d", n, fields)
+	}
+	// The manifest's new options decode.
+	m, err := Parse([]byte(plus("  params:\n    schedule: fast\n    scaleSteps: [3, 4]\n    stopTolerance: 0.01\n    stopWindow: 5\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Spec.Params; *p.Schedule != "fast" || !reflect.DeepEqual(p.ScaleSteps, []int{3, 4}) || *p.StopTolerance != 0.01 || *p.StopWindow != 5 || p.LineOf("stopWindow") == 0 {
+		t.Errorf("params %+v", p)
+	}
+}

@@ -19,7 +19,7 @@ func Schemes() []string { return slices.Clone(schemes) }
 
 // queryOptions are the query options gocloud.dev v0.49's URL openers accept, per scheme
 // (gocloud.dev/aws V2ConfigFromURLParams and s3blob, gcsblob, fileblob, memblob, azureblob).
-// Anything else makes the opener fail when the batch starts; the manifest refuses it at once,
+// Anything else makes the opener fail when the run starts; the manifest refuses it at once,
 // naming the field. gocloud's generic prefix= and key= are refused apart (see movingOptions).
 var queryOptions = map[string][]string{
 	"s3": {"region", "endpoint", "profile", "anonymous", "role", "role_session_name", "role_external_id",

@@ -206,7 +206,7 @@ func validateOutput(o Output, ps *problems) {
 }
 
 // validateOverlap refuses an output directory inside, equal to, or holding an input directory,
-// so a batch never reads its own results. URLs that failed to parse were reported already.
+// so a run never reads its own results. URLs that failed to parse were reported already.
 // realDir is location's (nil: no I/O, file paths compared as written).
 func validateOverlap(s *Spec, ps *problems, realDir func(string) string) {
 	out, err := location(s.Output.URL, realDir)

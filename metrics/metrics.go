@@ -1,7 +1,7 @@
-// Package metrics pushes a shard's outcome to a Prometheus Pushgateway at the end of a batch
-// job (nst run --metrics-push). Batch pods live too briefly to be scraped, so each shard
-// pushes once, under the grouping key job="nst", run_id and shard; see docs/metrics.md for
-// names and labels.
+// Package metrics pushes a shard's outcome to a Prometheus Pushgateway at the end of its run
+// (nst run --metrics-push). The pods of a Kubernetes Job live too briefly to be scraped, so
+// each shard pushes once, under the grouping key job="nst", run_id and shard; see
+// docs/metrics.md for names and labels.
 package metrics
 
 import (
@@ -31,7 +31,7 @@ var (
 )
 
 // Durations observes the pairs of a run as they end: it is a pipeline.Progress that passes
-// every call on to the embedded Progress (nil: none), and keeps the histograms of pair and step durations (the Report holds
+// every call on to the embedded Progress (nil: none), and keeps the histograms of pair and step durations (the ShardResult holds
 // counts only, so that it does not grow with the catalogue). Safe for concurrent use.
 type Durations struct {
 	pipeline.Progress
@@ -81,7 +81,7 @@ func (d *Durations) PairDone(r pipeline.PairResult) {
 // Registry returns a registry holding rep's metrics (see docs/metrics.md): pair counts by
 // status, the planned count, the histograms of d (nil: empty ones), the shard's wall time,
 // and the time it finished.
-func Registry(rep *pipeline.Report, d *Durations) *prometheus.Registry {
+func Registry(rep *pipeline.ShardResult, d *Durations) *prometheus.Registry {
 	if d == nil {
 		d = NewDurations(nil)
 	}
@@ -119,7 +119,7 @@ func Registry(rep *pipeline.Report, d *Durations) *prometheus.Registry {
 // The URL may carry secrets: a user and password (sent as HTTP basic auth) and query
 // parameters (a token=, kept on the request, after the path). Errors name the URL with its
 // secrets redacted (storage.Redact), never as given.
-func Push(ctx context.Context, rawURL string, rep *pipeline.Report, d *Durations) error {
+func Push(ctx context.Context, rawURL string, rep *pipeline.ShardResult, d *Durations) error {
 	safe := storage.Redact(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {

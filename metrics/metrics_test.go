@@ -16,7 +16,7 @@ import (
 )
 
 // TestPush: one PUT to the Pushgateway path of job nst, the run ID and the shard, whose text
-// body parses and holds the documented metrics with the report's values.
+// body parses and holds the documented metrics with the shard result's values.
 func TestPush(t *testing.T) {
 	type request struct {
 		method, path string
@@ -31,7 +31,7 @@ func TestPush(t *testing.T) {
 	defer srv.Close()
 
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	rep := &pipeline.Report{RunID: "demo-1234", ShardIndex: 3, ShardCount: 8, Planned: 5, Done: 2, Skipped: 1, Failed: 1, Interrupted: 1,
+	rep := &pipeline.ShardResult{RunID: "demo-1234", ShardIndex: 3, ShardCount: 8, Planned: 5, Done: 2, Skipped: 1, Failed: 1, Interrupted: 1,
 		Start: start, End: start.Add(90 * time.Second)}
 	d := NewDurations(nil)
 	for _, r := range []pipeline.PairResult{
@@ -96,7 +96,7 @@ func TestPushError(t *testing.T) {
 		http.Error(w, "no", http.StatusBadRequest)
 	}))
 	defer srv.Close()
-	if err := Push(t.Context(), srv.URL, &pipeline.Report{RunID: "r"}, nil); err == nil {
+	if err := Push(t.Context(), srv.URL, &pipeline.ShardResult{RunID: "r"}, nil); err == nil {
 		t.Fatal("no error")
 	}
 }

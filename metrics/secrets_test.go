@@ -24,7 +24,7 @@ func TestPushURLWithSecrets(t *testing.T) {
 	}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	rep := &pipeline.Report{RunID: "demo-1", ShardIndex: 2}
+	rep := &pipeline.ShardResult{RunID: "demo-1", ShardIndex: 2}
 	push := "http://ops:PW-s3cr3t@" + host + "/gw/?token=TK-s3cr3t&tenant=a"
 
 	if err := Push(t.Context(), push, rep, nil); err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/nst-project/nst/transfer/fake"
 )
 
-// batchingFake is fake.Engine as a BatchOptimizer: it records the size of every batch and
+// batchingFake is fake.Engine as a BatchEngine: it records the size of every batch and
 // runs its requests one after another (Fake's results are deterministic, so a batched run's
 // outputs must equal an unbatched one's).
 type batchingFake struct {
@@ -44,12 +44,12 @@ func (b *batchingFake) StylizeBatch(ctx context.Context, reqs []transfer.Request
 // together (never more than 4, never mixing presets' parameters), and the outputs are exactly
 // those of a run that stylises one item at a time.
 func TestBatchSize(t *testing.T) {
-	run := func(batch int, eng transfer.Optimizer) (map[string][]byte, *Report) {
+	run := func(batch int, eng transfer.Engine) (map[string][]byte, *ShardResult) {
 		e := memEnv()
 		standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 		cfg := e.config(writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", "")))
 		cfg.BatchSize, cfg.MaxInFlight = batch, 8
-		cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) { return eng, nil, nil }
+		cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) { return eng, nil, nil }
 		rep, err := Run(t.Context(), cfg)
 		if err != nil || !rep.OK() {
 			t.Fatalf("batch %d: %v %+v", batch, err, rep)

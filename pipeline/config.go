@@ -16,16 +16,25 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/nst-project/nst/manifests"
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
+)
+
+// The values Config's zero fields take; cmd/nst's flags show them as their defaults.
+const (
+	DefaultLanes           = 1
+	DefaultIOJobs          = 4
+	DefaultBatchSize       = 1
+	DefaultCheckpointEvery = 50
+	DefaultGracePeriod     = 25 * time.Second
 )
 
 // Config says what Run and Plan do. Run checks it before any byte moves; zero fields take the
 // defaults documented on each.
 type Config struct {
 	// ManifestURL is the manifest: a local path, or the URL of an object in a bucket
-	// (s3://config/batch.yaml). Relative file URLs inside a local manifest ("file://./data/")
+	// (s3://config/catalogue.yaml). Relative file URLs inside a local manifest ("file://./data/")
 	// are resolved against its directory.
 	ManifestURL string
 
@@ -41,17 +50,18 @@ type Config struct {
 	// a letter or digit; up to 81 characters, the length of the longest default.
 	RunID string
 
-	// GPUJobs is the number of items stylised at once (compute lanes); 0 means 1.
-	GPUJobs int
+	// Lanes is the number of items stylised at once (compute lanes, each with its own engine
+	// call; on CPU too); 0 means DefaultLanes.
+	Lanes int
 	// IOJobs bounds concurrent downloads and decodes, and separately concurrent uploads;
-	// 0 means 4.
+	// 0 means DefaultIOJobs.
 	IOJobs int
-	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*GPUJobs*BatchSize.
+	// MaxInFlight bounds decoded pairs waiting for a compute lane; 0 means 2*Lanes*BatchSize.
 	// With IOJobs it caps the images held in memory, whatever the catalogue's size.
 	MaxInFlight int
 	// BatchSize > 1 lets a lane hand up to BatchSize waiting items with the same parameters to
-	// the engine at once, when it is a transfer.BatchOptimizer (one forward/backward for all
-	// their images; results are each item's own). 0 means 1: one item at a time.
+	// the engine at once, when it is a transfer.BatchEngine (one forward/backward for all
+	// their images; results are each item's own). 0 means DefaultBatchSize, 1: one item at a time.
 	BatchSize int
 
 	// Force redoes every item, done or not, and overwrites whatever is at its output keys.
@@ -62,17 +72,18 @@ type Config struct {
 	OnConflict string
 	// Verify lists the outputs and compares each done item's sizes and MD5s with those its
 	// index marker recorded: changed, missing or truncated outputs make the item redo (Run) or
-	// count as damaged (PlanBatch). It costs one request per 1000 output objects (four per
+	// count as damaged (PlanRun). It costs one request per 1000 output objects (four per
 	// item), so it is for occasional audits, not every nightly run.
 	Verify bool
 	// MaxFailures > 0 stops taking new items once more than MaxFailures items failed;
 	// 0 means no limit.
 	MaxFailures int
-	// CheckpointEvery > 0 writes a checkpoint every CheckpointEvery steps; 0 means 50;
+	// CheckpointEvery > 0 writes a checkpoint every CheckpointEvery steps; 0 means
+	// DefaultCheckpointEvery;
 	// < 0 writes none except on cancellation.
 	CheckpointEvery int
 	// GracePeriod bounds the writes that follow cancellation (checkpoints, finished
-	// outputs, the summary); 0 means 25s.
+	// outputs, the summary); 0 means DefaultGracePeriod.
 	GracePeriod time.Duration
 
 	// CacheDir holds downloaded weights, one file per sha256; "" means
@@ -81,7 +92,7 @@ type Config struct {
 
 	// NewEngine opens the engine once a run has something to compute. close, if non-nil, is
 	// called when the run ends. Required by Run; Plan does not use it.
-	NewEngine func(ctx context.Context, spec EngineSpec) (eng transfer.Optimizer, close func() error, err error)
+	NewEngine func(ctx context.Context, spec EngineSpec) (eng transfer.Engine, close func() error, err error)
 
 	// OpenBucket opens a bucket URL; nil means blob.OpenBucket, and Run closes what it opened.
 	// A custom OpenBucket keeps ownership: Run never closes the buckets it returns (so tests
@@ -98,16 +109,16 @@ type Config struct {
 	// several goroutines.
 	Progress Progress
 
-	// Report makes Run write contact sheets (HTML) under the output URL's _report/: this
-	// shard's pairs, and every shard's once all their summaries exist (see WriteReport).
+	// ContactSheet makes Run write contact sheets (HTML) under the output URL's _report/: this
+	// shard's pairs, and every shard's once all their summaries exist (see WriteContactSheet).
 	// A sheet that cannot be written is logged, not returned.
-	Report bool
+	ContactSheet bool
 
 	// Version is the nst version recorded in provenance.
 	Version string
 
 	// segment is how many items a pair log segment and a sheet page hold; 0 means
-	// report.PageSize. Tests set it lower to see pages without a thousand items.
+	// render.PageSize. Tests set it lower to see pages without a thousand items.
 	segment int
 }
 
@@ -144,7 +155,7 @@ func (NoProgress) PairDone(PairResult)       {}
 
 // ErrInvalid marks errors caused by the manifest or the Config themselves (nst exits 2):
 // retrying cannot help.
-var ErrInvalid = errors.New("invalid batch")
+var ErrInvalid = errors.New("invalid manifest or config")
 
 // invalidError wraps err so that errors.Is(err, ErrInvalid) holds, without changing its text.
 type invalidError struct{ err error }
@@ -180,7 +191,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		name string
 		v    *int
 		def  int
-	}{{"GPU jobs", &c.GPUJobs, 1}, {"I/O jobs", &c.IOJobs, 4}, {"batch size", &c.BatchSize, 1}} {
+	}{{"lanes", &c.Lanes, DefaultLanes}, {"I/O jobs", &c.IOJobs, DefaultIOJobs}, {"batch size", &c.BatchSize, DefaultBatchSize}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -189,7 +200,7 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		}
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 2 * max(c.GPUJobs, 1) * max(c.BatchSize, 1)
+		c.MaxInFlight = 2 * max(c.Lanes, 1) * max(c.BatchSize, 1)
 	}
 	if c.MaxInFlight < 1 {
 		bad("max in flight %d must be >= 1", c.MaxInFlight)
@@ -201,10 +212,10 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 		bad("max failures %d must be >= 0", c.MaxFailures)
 	}
 	if c.CheckpointEvery == 0 {
-		c.CheckpointEvery = 50
+		c.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if c.GracePeriod == 0 {
-		c.GracePeriod = 25 * time.Second
+		c.GracePeriod = DefaultGracePeriod
 	}
 	if c.GracePeriod < 0 {
 		bad("grace period %v must be >= 0", c.GracePeriod)
@@ -222,8 +233,8 @@ func (c Config) withDefaults(needEngine bool) (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if c.segment <= 0 || c.segment > report.PageSize {
-		c.segment = report.PageSize
+	if c.segment <= 0 || c.segment > render.PageSize {
+		c.segment = render.PageSize
 	}
 	if c.Progress == nil {
 		c.Progress = NoProgress{}

@@ -1,5 +1,5 @@
-// Package pipeline runs a batch manifest: it lists the manifest's content and style images,
-// pairs them, takes one shard of the pairs, stylises each with a transfer.Optimizer and writes
+// Package pipeline runs a manifest: it lists the manifest's content and style images,
+// pairs them, takes one shard of the pairs, stylises each with a transfer.Engine and writes
 // the results, loss logs and provenance back to a bucket.
 //
 // # Work items
@@ -31,7 +31,7 @@
 //
 //	p/c__s.png (or .jpg)   the image
 //	p/c__s.loss.jsonl      one transfer.Step a line
-//	p/c__s.loss.png        the loss curves on a log scale (report.LossPlot)
+//	p/c__s.loss.png        the loss curves on a log scale (render.LossPlot)
 //	p/c__s.json            provenance (Provenance), the source of truth of a finished item
 //	_index/v1/<slot>.<ID>.<digest>   its done marker, written after the provenance
 //
@@ -52,7 +52,7 @@
 //
 // A pair that fails (unreadable or broken image, NaN loss, engine error, panic) is data: its
 // PairResult holds a *PairError and the other pairs go on. Run returns an error only when the
-// batch itself cannot go on: an invalid manifest or Config (wrapping ErrInvalid: fix the input,
+// run itself cannot go on: an invalid manifest or Config (wrapping ErrInvalid: fix the input,
 // retrying cannot help), an unreadable manifest, a failed listing, an engine that cannot be
 // opened, a summary that cannot be written, or cancellation (wrapping context.Canceled).
 //

@@ -21,9 +21,9 @@ import (
 	"github.com/nst-project/nst/transfer"
 )
 
-// batch is a manifest with its buckets open and its parameters resolved. Its pairs are not
+// catalogue is a manifest's work: the manifest with its buckets open and its parameters resolved. Its pairs are not
 // held: forEachSlot streams them from the listings, as often as a caller needs.
-type batch struct {
+type catalogue struct {
 	cfg      Config
 	m        *manifests.Manifest
 	digest   string // sha256 of the manifest's bytes
@@ -57,7 +57,7 @@ type object struct {
 	err error
 }
 
-// weightsRef says which weights a batch uses, without downloading them.
+// weightsRef says which weights a manifest uses, without downloading them.
 type weightsRef struct {
 	random bool
 	seed   int64
@@ -71,23 +71,23 @@ type weightsRef struct {
 
 // expand loads the manifest, checks it with the engine's parameter rules, opens its buckets
 // and resolves the weights. It lists no input and writes nothing.
-func expand(ctx context.Context, cfg Config) (*batch, error) {
-	b := &batch{cfg: cfg, buckets: &bucketSet{cfg: cfg}}
+func expand(ctx context.Context, cfg Config) (*catalogue, error) {
+	cat := &catalogue{cfg: cfg, buckets: &bucketSet{cfg: cfg}}
 	ok := false
 	defer func() {
 		if !ok {
-			b.buckets.close()
+			cat.buckets.close()
 		}
 	}()
-	if err := b.loadManifest(ctx); err != nil {
+	if err := cat.loadManifest(ctx); err != nil {
 		return nil, err
 	}
 	// Parameters of every preset: every problem at once.
-	b.params = make([]transfer.Params, len(b.presets))
-	b.pdigest = make([]string, len(b.presets))
+	cat.params = make([]transfer.Params, len(cat.presets))
+	cat.pdigest = make([]string, len(cat.presets))
 	var errs []error
 	nManifest := 0
-	for i, p := range b.presets {
+	for i, p := range cat.presets {
 		at := fmt.Sprintf("spec.presets[%d]", nManifest)
 		if p.FromFile {
 			at = fmt.Sprintf("presetsFrom presets[%d]", i-nManifest)
@@ -98,33 +98,33 @@ func expand(ctx context.Context, cfg Config) (*batch, error) {
 			at = "spec.params" // the implicit default preset
 		}
 		var err error
-		if b.params[i], err = PresetParams(b.m.Spec.Params, p, at); err != nil {
+		if cat.params[i], err = PresetParams(cat.m.Spec.Params, p, at); err != nil {
 			errs = append(errs, err)
 		}
-		b.pdigest[i] = b.params[i].Digest()
+		cat.pdigest[i] = cat.params[i].Digest()
 	}
 	if err := mergeProblems(errs); err != nil {
 		return nil, err
 	}
 	var err error
-	if b.contents, err = b.buckets.openDir(ctx, b.m.Spec.Inputs.Contents.URL); err != nil {
+	if cat.contents, err = cat.buckets.openDir(ctx, cat.m.Spec.Inputs.Contents.URL); err != nil {
 		return nil, err
 	}
-	if b.styles, err = b.buckets.openDir(ctx, b.m.Spec.Inputs.Styles.URL); err != nil {
+	if cat.styles, err = cat.buckets.openDir(ctx, cat.m.Spec.Inputs.Styles.URL); err != nil {
 		return nil, err
 	}
-	if b.out, err = b.buckets.openDir(ctx, b.m.Spec.Output.URL); err != nil {
+	if cat.out, err = cat.buckets.openDir(ctx, cat.m.Spec.Output.URL); err != nil {
 		return nil, err
 	}
-	if err := b.resolveWeights(ctx); err != nil {
+	if err := cat.resolveWeights(ctx); err != nil {
 		return nil, err
 	}
-	b.onConflict = cmp.Or(cfg.OnConflict, b.m.Spec.Output.OnConflict, manifests.ConflictFail)
-	if b.runID = cfg.RunID; b.runID == "" {
-		b.runID = fmt.Sprintf("%s-%s-%s", b.m.Metadata.Name, b.digest[:8], time.Now().UTC().Format("20060102"))
+	cat.onConflict = cmp.Or(cfg.OnConflict, cat.m.Spec.Output.OnConflict, manifests.ConflictFail)
+	if cat.runID = cfg.RunID; cat.runID == "" {
+		cat.runID = fmt.Sprintf("%s-%s-%s", cat.m.Metadata.Name, cat.digest[:8], time.Now().UTC().Format("20060102"))
 	}
 	ok = true
-	return b, nil
+	return cat, nil
 }
 
 // side is one input source of the manifest, with the keys it names (nil: list it).
@@ -135,10 +135,10 @@ type side struct {
 	keys []string // sorted, distinct; nil unless the manifest names the keys
 }
 
-func (b *batch) sides() (contents, styles side) {
-	in := b.m.Spec.Inputs
-	contents = side{src: b.contents, spec: in.Contents, at: "spec.inputs.contents", keys: in.Contents.Keys}
-	styles = side{src: b.styles, spec: in.Styles, at: "spec.inputs.styles", keys: in.Styles.Keys}
+func (cat *catalogue) sides() (contents, styles side) {
+	in := cat.m.Spec.Inputs
+	contents = side{src: cat.contents, spec: in.Contents, at: "spec.inputs.contents", keys: in.Contents.Keys}
+	styles = side{src: cat.styles, spec: in.Styles, at: "spec.inputs.styles", keys: in.Styles.Keys}
 	if in.Pairing == manifests.PairingList {
 		contents.keys, styles.keys = []string{}, []string{}
 		for _, p := range in.Pairs {
@@ -163,7 +163,7 @@ const maxProbedKeys = 200
 // its URL that its Include/Exclude select, or the keys it names. Named keys that do not exist
 // make an ErrInvalid error listing them (after the others were passed to fn). fn's errors come
 // back unchanged.
-func (b *batch) listSide(ctx context.Context, s side, fn func(object) error) error {
+func (cat *catalogue) listSide(ctx context.Context, s side, fn func(object) error) error {
 	list := func(pick func(rel string, o storage.Object) (object, bool)) error {
 		err := s.src.bucket.List(ctx, s.src.prefix, func(o storage.Object) error {
 			ob, ok := pick(strings.TrimPrefix(o.Key, s.src.prefix), o)
@@ -196,7 +196,7 @@ func (b *batch) listSide(ctx context.Context, s side, fn func(object) error) err
 	if len(s.keys) <= maxProbedKeys {
 		objs := make([]object, len(s.keys))
 		found := make([]bool, len(s.keys))
-		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(b.cfg.IOJobs)
+		p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(cat.cfg.IOJobs)
 		for i, k := range s.keys {
 			p.Go(func(ctx context.Context) error {
 				o, err := s.src.bucket.Attributes(ctx, s.src.prefix+k)
@@ -297,12 +297,12 @@ func (l *listing) stop() {
 	l.wait()
 }
 
-func (b *batch) stream(ctx context.Context, s side) *listing {
+func (cat *catalogue) stream(ctx context.Context, s side) *listing {
 	ch := make(chan object, 256)
 	errc := make(chan error, 1)
 	go func() {
 		defer close(ch)
-		errc <- b.listSide(ctx, s, func(o object) error {
+		errc <- cat.listSide(ctx, s, func(o object) error {
 			select {
 			case ch <- o:
 				return nil
@@ -314,20 +314,20 @@ func (b *batch) stream(ctx context.Context, s side) *listing {
 	return &listing{ch: ch, errc: errc}
 }
 
-// forEachPair streams the batch's pairs to fn: cross pairs every content with every style
+// forEachPair streams the catalogue's pairs to fn: cross pairs every content with every style
 // (both sides are listed at once until one ends; that smaller side is held and the other
 // streamed, as the outer loop), zip pairs the i-th content with the i-th style in key order,
 // list pairs as the manifest lists them. Memory is bounded by the smaller side of a cross,
 // the manifest's list and a few listing pages. A zip whose sides differ in length is an
 // ErrInvalid error, found when the shorter side ends. fn's errors come back unchanged.
-func (b *batch) forEachPair(ctx context.Context, fn func(pairIn) error) error {
-	contents, styles := b.sides()
-	if b.m.Spec.Inputs.Pairing == manifests.PairingList {
-		return b.listPairs(ctx, contents, styles, fn)
+func (cat *catalogue) forEachPair(ctx context.Context, fn func(pairIn) error) error {
+	contents, styles := cat.sides()
+	if cat.m.Spec.Inputs.Pairing == manifests.PairingList {
+		return cat.listPairs(ctx, contents, styles, fn)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c, s := b.stream(ctx, contents), b.stream(ctx, styles)
+	c, s := cat.stream(ctx, contents), cat.stream(ctx, styles)
 	// fail ends both listings early with err.
 	fail := func(err error) error {
 		cancel()
@@ -337,7 +337,7 @@ func (b *batch) forEachPair(ctx context.Context, fn func(pairIn) error) error {
 	}
 	// end returns the listings' own errors once both have ended.
 	end := func() error { return cmp.Or(c.wait(), s.wait()) }
-	if b.m.Spec.Inputs.Pairing == manifests.PairingZip {
+	if cat.m.Spec.Inputs.Pairing == manifests.PairingZip {
 		n := 0
 		for {
 			co, cok := <-c.ch
@@ -421,10 +421,10 @@ func drainCount(ch <-chan object) int {
 }
 
 // listPairs streams the manifest's pairs (pairing list) in its order.
-func (b *batch) listPairs(ctx context.Context, contents, styles side, fn func(pairIn) error) error {
+func (cat *catalogue) listPairs(ctx context.Context, contents, styles side, fn func(pairIn) error) error {
 	get := func(s side) (map[string]object, error) {
 		m := make(map[string]object, len(s.keys))
-		err := b.listSide(ctx, s, func(o object) error { m[o.key] = o; return nil })
+		err := cat.listSide(ctx, s, func(o object) error { m[o.key] = o; return nil })
 		return m, err
 	}
 	cm, err := get(contents)
@@ -435,7 +435,7 @@ func (b *batch) listPairs(ctx context.Context, contents, styles side, fn func(pa
 	if err != nil {
 		return err
 	}
-	for _, p := range b.m.Spec.Inputs.Pairs {
+	for _, p := range cat.m.Spec.Inputs.Pairs {
 		if err := fn(pairIn{cm[p.Content], sm[p.Style]}); err != nil {
 			return err
 		}
@@ -445,20 +445,20 @@ func (b *batch) listPairs(ctx context.Context, contents, styles side, fn func(pa
 
 // slotOf is where an item of pair p and preset i writes: its OutputKeys and slot hash, or
 // an error for keys that would escape the output prefix.
-func (b *batch) slotOf(p pairIn, preset int) (OutputKeys, uint64, error) {
-	keys, err := outputKeys(b.out.prefix, b.presets[preset].Name, p.content.key, p.style.key, b.m.Spec.Output.Format)
+func (cat *catalogue) slotOf(p pairIn, preset int) (OutputKeys, uint64, error) {
+	keys, err := outputKeys(cat.out.prefix, cat.presets[preset].Name, p.content.key, p.style.key, cat.m.Spec.Output.Format)
 	if err != nil {
 		return OutputKeys{}, 0, err
 	}
-	base := strings.TrimPrefix(keys.Provenance, b.out.prefix)
+	base := strings.TrimPrefix(keys.Provenance, cat.out.prefix)
 	return keys, slotHash(strings.TrimSuffix(base, ".json")), nil
 }
 
 // newItem builds the work item of pair p and preset i in slot keys/h.
-func (b *batch) newItem(p pairIn, preset int, keys OutputKeys, h uint64) *item {
-	it := &item{content: p.content, style: p.style, params: &b.params[preset], paramsDigest: b.pdigest[preset], keys: keys, slot: h}
-	it.pair = Pair{Content: p.content.key, Style: p.style.key, Preset: b.presets[preset].Name}
-	it.pair.ID = itemID(b.contents.url, p.content, b.styles.url, p.style, it.paramsDigest, b.weights.digest, b.m.Spec.Output)
+func (cat *catalogue) newItem(p pairIn, preset int, keys OutputKeys, h uint64) *item {
+	it := &item{content: p.content, style: p.style, params: &cat.params[preset], paramsDigest: cat.pdigest[preset], keys: keys, slot: h}
+	it.pair = Pair{Content: p.content.key, Style: p.style.key, Preset: cat.presets[preset].Name}
+	it.pair.ID = itemID(cat.contents.url, p.content, cat.styles.url, p.style, it.paramsDigest, cat.weights.digest, cat.m.Spec.Output)
 	return it
 }
 
@@ -491,9 +491,9 @@ const (
 
 // resolveWeights finds the weights' digest without downloading them: the manifest's sha256,
 // else the object's version.
-func (b *batch) resolveWeights(ctx context.Context) error {
-	mod := b.m.Spec.Model
-	w := &b.weights
+func (cat *catalogue) resolveWeights(ctx context.Context) error {
+	mod := cat.m.Spec.Model
+	w := &cat.weights
 	if mod.IsRandom() {
 		w.random = true
 		if mod.RandomSeed != nil {
@@ -507,7 +507,7 @@ func (b *batch) resolveWeights(ctx context.Context) error {
 	if err != nil {
 		return invalidf("spec.model.weights: %v", err)
 	}
-	if w.bucket, err = b.buckets.open(ctx, bu); err != nil {
+	if w.bucket, err = cat.buckets.open(ctx, bu); err != nil {
 		return err
 	}
 	w.key = key

@@ -313,7 +313,7 @@ func verifyOutputs(t *testing.T, out *blob.Bucket, prefix string, want map[strin
 
 // TestStorageFaults: with 20% of S3 requests failing (500, 503 SlowDown, resets before and
 // after the server acted, stalls past the attempt timeout, truncated downloads and uploads),
-// a batch finishes with every output identical to a fault-free run's or its pair reported
+// a run finishes with every output identical to a fault-free run's or its pair reported
 // failed with a cause; nothing partial is ever under a final key (checked during and after
 // the run); a re-run completes the rest and writes each output once.
 func TestStorageFaults(t *testing.T) {
@@ -352,7 +352,7 @@ func TestStorageFaults(t *testing.T) {
 		}
 	}
 	dq := rig.query(rig.srv.URL)
-	_, err = PlanBatch(t.Context(), Config{ManifestURL: writeManifest(t,
+	_, err = PlanRun(t.Context(), Config{ManifestURL: writeManifest(t,
 		manifestText("s3://in/contents/?"+dq, "s3://in/styles/?"+dq, "s3://out/r/?"+dq, ""))}, PlanOptions{Shard: -1,
 		Each: func(it PlanItem) error {
 			ids[keyStem(strings.TrimPrefix(it.Outputs.Provenance, "r/"))] = it.ID
@@ -364,7 +364,7 @@ func TestStorageFaults(t *testing.T) {
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "faults", Version: "test", IOJobs: 4, GPUJobs: 2,
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "faults", Version: "test", IOJobs: 4, Lanes: 2,
 		Logger:  slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Storage: storage.Options{OpTimeout: 400 * time.Millisecond, Retry: storage.RetryPolicy{Attempts: 4, Base: 5 * time.Millisecond, Max: 40 * time.Millisecond}}}
 
@@ -411,7 +411,7 @@ func TestStorageFaults(t *testing.T) {
 		t.Logf("failed: %s %s: %s", f.Content, f.Op, f.Error)
 	}
 	if logged := pairLog(t, out, "r/", sum1); sum1.Failed != rep.Failed || len(logged) != rep.Planned {
-		t.Errorf("summary failed %d, pair log %d; report failed %d planned %d", sum1.Failed, len(logged), rep.Failed, rep.Planned)
+		t.Errorf("summary failed %d, pair log %d; result failed %d planned %d", sum1.Failed, len(logged), rep.Failed, rep.Planned)
 	}
 	// A pair that failed may leave a damaged object its last write could not clean up (its
 	// retries ran out); it is not done, and the re-run below must repair it. Done pairs must
@@ -560,7 +560,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 	if !strings.Contains(strings.Join(texts, "\n"), "nst%3AREDACTED%40") || objects < 10 || rep == nil || rep.Failed == 0 {
-		t.Errorf("the test did not exercise what it claims: %d objects, report %+v", objects, rep)
+		t.Errorf("the test did not exercise what it claims: %d objects, result %+v", objects, rep)
 	}
 	_, injected := rig.proxy.counts()
 	t.Logf("%d objects and %d log bytes checked; faults %v; failed %d", objects, logs.Len(), injected, rep.Failed)

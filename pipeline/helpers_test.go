@@ -109,7 +109,7 @@ func standardInputs(t testing.TB, in *blob.Bucket, contents, styles string) {
 // writeManifest writes a manifest file and returns its path.
 func writeManifest(t testing.TB, text string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "batch.yaml")
+	p := filepath.Join(t.TempDir(), "manifest.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +135,8 @@ spec:
 }
 
 // fakeEngine returns a NewEngine giving f.
-func fakeEngine(f fake.Engine) func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
-	return func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) { return f, nil, nil }
+func fakeEngine(f fake.Engine) func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
+	return func(context.Context, EngineSpec) (transfer.Engine, func() error, error) { return f, nil, nil }
 }
 
 // countingProgress counts steps and ends.
@@ -186,9 +186,9 @@ func (c *collector) PairDone(r PairResult) {
 	}
 }
 
-// runResults runs cfg and returns, with the report, every item's result sorted by content,
+// runResults runs cfg and returns, with the shard result, every item's result sorted by content,
 // style and preset.
-func runResults(ctx context.Context, cfg Config) (*Report, []PairResult, error) {
+func runResults(ctx context.Context, cfg Config) (*ShardResult, []PairResult, error) {
 	c := &collector{next: cfg.Progress}
 	cfg.Progress = c
 	rep, err := Run(ctx, cfg)
@@ -241,7 +241,7 @@ func snapshot(t testing.TB, b *blob.Bucket) map[string]string {
 }
 
 // checkOutputs checks every item's image, loss log and provenance in out under prefix.
-func checkOutputs(t *testing.T, out *blob.Bucket, rep *Report, results []PairResult, steps int) {
+func checkOutputs(t *testing.T, out *blob.Bucket, rep *ShardResult, results []PairResult, steps int) {
 	t.Helper()
 	ctx := context.Background()
 	for _, r := range results {

@@ -21,7 +21,7 @@ import (
 
 // runWithin runs Run with the fake engine and fails the test if it has not returned after d
 // (a FIFO opened for reading blocks until a writer comes).
-func runWithin(t *testing.T, d time.Duration, cfg Config) (*Report, error) {
+func runWithin(t *testing.T, d time.Duration, cfg Config) (*ShardResult, error) {
 	t.Helper()
 	if cfg.NewEngine == nil {
 		cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true})
@@ -30,7 +30,7 @@ func runWithin(t *testing.T, d time.Duration, cfg Config) (*Report, error) {
 		cfg.RunID = "hostile"
 	}
 	type result struct {
-		rep *Report
+		rep *ShardResult
 		err error
 	}
 	done := make(chan result, 1)
@@ -93,7 +93,7 @@ func TestManifestFileBounded(t *testing.T) {
 	}
 	fifo(t, filepath.Join(root, "fifo.yaml"))
 	fifo(t, filepath.Join(root, "presets.yaml"))
-	withPresets := filepath.Join(root, "batch.yaml")
+	withPresets := filepath.Join(root, "manifest.yaml")
 	text := `apiVersion: nst/v1
 kind: StyleBatch
 metadata: {name: hostile}
@@ -280,7 +280,7 @@ func TestOutputOnAnotherFilesystem(t *testing.T) {
 	man := writeManifest(t, manifestText(abs+"/in/contents/", abs+"/in/styles/", abs+"/out/?create_dir=true", ""))
 	rep, err := runWithin(t, 60*time.Second, Config{ManifestURL: man})
 	if err != nil || !rep.OK() || rep.Done != 2 {
-		t.Fatalf("run: %v (report %+v)", err, rep)
+		t.Fatalf("run: %v (result %+v)", err, rep)
 	}
 	if _, err := os.Stat(filepath.Join(root, "out", filepath.FromSlash(rep.SummaryKey))); err != nil {
 		t.Errorf("summary %s not written: %v", rep.SummaryKey, err)

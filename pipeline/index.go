@@ -160,7 +160,7 @@ func (d *doneSet) intact(i int) bool {
 // its slot (markers of other slots, and objects that are no output, are ignored), so that
 // state can tell damaged slots. It costs one request per 1000 output objects, four per item.
 // noMD5 makes it compare sizes only (Options.NoMD5Check: stores whose ETags are no MD5).
-func (d *doneSet) verifyOutputs(ctx context.Context, b *batch, noMD5 bool) error {
+func (d *doneSet) verifyOutputs(ctx context.Context, cat *catalogue, noMD5 bool) error {
 	d.verify = true
 	d.found = make([]outputsDigest, len(d.m))
 	d.kinds = make([]uint8, len(d.m))
@@ -171,13 +171,13 @@ func (d *doneSet) verifyOutputs(ctx context.Context, b *batch, noMD5 bool) error
 		}
 	}
 	imageExt := ".png"
-	if b.m.Spec.Output.Format != "png" {
+	if cat.m.Spec.Output.Format != "png" {
 		imageExt = ".jpg"
 	}
-	for _, preset := range b.presets {
-		dir := b.out.prefix + preset.Name + "/"
-		err := b.out.bucket.List(ctx, dir, func(o storage.Object) error {
-			rel := strings.TrimPrefix(o.Key, b.out.prefix)
+	for _, preset := range cat.presets {
+		dir := cat.out.prefix + preset.Name + "/"
+		err := cat.out.bucket.List(ctx, dir, func(o storage.Object) error {
+			rel := strings.TrimPrefix(o.Key, cat.out.prefix)
 			kind, base := outputKind(rel, imageExt)
 			if kind < 0 {
 				return nil
@@ -224,18 +224,18 @@ type markerBody struct {
 // writeMarker records item it as done with the outputs objs (OutputKeys order).
 func (r *runner) writeMarker(ctx context.Context, it *item, objs [numKinds]storage.Object) error {
 	var d outputsDigest
-	body := markerBody{Slot: strings.TrimPrefix(strings.TrimSuffix(it.keys.Provenance, ".json"), r.b.out.prefix), ID: it.pair.ID,
+	body := markerBody{Slot: strings.TrimPrefix(strings.TrimSuffix(it.keys.Provenance, ".json"), r.cat.out.prefix), ID: it.pair.ID,
 		Outputs: map[string]int64{}}
 	for kind, o := range objs {
 		d ^= outputTerm(kind, o.Size, o.MD5)
-		body.Outputs[strings.TrimPrefix(o.Key, r.b.out.prefix)] = o.Size
+		body.Outputs[strings.TrimPrefix(o.Key, r.cat.out.prefix)] = o.Size
 	}
 	data, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
 	m := marker{slot: it.slot, id: parseID(it.pair.ID), digest: d}
-	err = r.b.out.bucket.WriteOnce(ctx, m.key(r.b.out.prefix), append(data, '\n'), storage.WriteOptions{ContentType: "application/json",
+	err = r.cat.out.bucket.WriteOnce(ctx, m.key(r.cat.out.prefix), append(data, '\n'), storage.WriteOptions{ContentType: "application/json",
 		Metadata: map[string]string{metaID: it.pair.ID}})
 	if errors.Is(err, storage.ErrExists) {
 		return nil // the same slot, ID and outputs: an earlier attempt wrote it
@@ -247,7 +247,7 @@ func (r *runner) writeMarker(ctx context.Context, it *item, objs [numKinds]stora
 // index never names an ID whose outputs are gone).
 func (r *runner) deleteMarkers(ctx context.Context, ms []marker) error {
 	for _, m := range ms {
-		if err := r.b.out.bucket.Delete(ctx, m.key(r.b.out.prefix)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := r.cat.out.bucket.Delete(ctx, m.key(r.cat.out.prefix)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("delete index marker: %w", err)
 		}
 	}

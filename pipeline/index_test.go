@@ -19,7 +19,7 @@ import (
 	"github.com/nst-project/nst/transfer/fake"
 )
 
-// weightsManifest is the standard batch with random weights of seed seed (other weights: other
+// weightsManifest is the standard manifest with random weights of seed seed (other weights: other
 // item IDs, the same output keys).
 func weightsManifest(t *testing.T, out string, seed int) string {
 	return writeManifest(t, strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", out, ""),
@@ -64,7 +64,7 @@ func TestOnConflict(t *testing.T) {
 	}
 	before := snapshot(t, out)
 	man := weightsManifest(t, "mem://out/r/", 2)
-	p, err := PlanBatch(t.Context(), e.config(man), PlanOptions{Shard: -1})
+	p, err := PlanRun(t.Context(), e.config(man), PlanOptions{Shard: -1})
 	if err != nil || p.Total.Stale != 12 || p.Total.Done != 0 {
 		t.Fatalf("plan after the weights changed: %v %+v", err, p.Total)
 	}
@@ -110,7 +110,7 @@ func TestOnConflict(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	cfg := e.config(man)
-	cfg.OnConflict, cfg.GPUJobs = manifests.ConflictReplace, 1
+	cfg.OnConflict, cfg.Lanes = manifests.ConflictReplace, 1
 	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: 5 * time.Millisecond})
 	var done atomic.Int64
 	cfg.Progress = progressFunc(func(r PairResult) {
@@ -137,7 +137,7 @@ func TestOnConflict(t *testing.T) {
 			t.Errorf("item %s computed %d times", id, n)
 		}
 	}
-	p, err = PlanBatch(t.Context(), e.config(man), PlanOptions{Shard: -1})
+	p, err = PlanRun(t.Context(), e.config(man), PlanOptions{Shard: -1})
 	if err != nil || p.Total.Done != 12 {
 		t.Fatalf("plan after replace: %v %+v", err, p.Total)
 	}
@@ -241,7 +241,7 @@ func TestIndexRecovery(t *testing.T) {
 	}
 	vcfg := cfg
 	vcfg.Verify = true
-	p, err := PlanBatch(t.Context(), vcfg, PlanOptions{Shard: -1})
+	p, err := PlanRun(t.Context(), vcfg, PlanOptions{Shard: -1})
 	if err != nil || p.Total.Damaged != 5 || p.Total.Done != 1 || !p.Verified {
 		t.Fatalf("plan --verify: %v %+v", err, p.Total)
 	}
@@ -256,7 +256,7 @@ func TestIndexRecovery(t *testing.T) {
 		}
 	}
 	checkOutputs(t, out, rep, res, 4)
-	if p, err := PlanBatch(t.Context(), vcfg, PlanOptions{Shard: -1}); err != nil || p.Total.Done != 6 {
+	if p, err := PlanRun(t.Context(), vcfg, PlanOptions{Shard: -1}); err != nil || p.Total.Done != 6 {
 		t.Fatalf("plan --verify after the repair: %v %+v", err, p.Total)
 	}
 	outputs, markers := outputIDs(t, out, "r/")

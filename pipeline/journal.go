@@ -11,20 +11,20 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 )
 
 // runsDir holds each shard attempt's summary and pair log:
 //
 //	_runs/<run ID>/shard-<i>-of-<n>.<attempt>.json              the summary, at the end
-//	_runs/<run ID>/shard-<i>-of-<n>.<attempt>.pairs-<k>.jsonl   the pair log, report.PageSize items a segment
+//	_runs/<run ID>/shard-<i>-of-<n>.<attempt>.pairs-<k>.jsonl   the pair log, render.PageSize items a segment
 //
 // and, with Config.Report, _report/<run ID>/shard-<i>-of-<n>.<attempt>.<k>.html, a contact
 // sheet page per segment.
 const runsDir = "_runs/"
 
-// journal records what one attempt of a shard did, a segment of report.PageSize items at a
+// journal records what one attempt of a shard did, a segment of render.PageSize items at a
 // time, so that its memory does not grow with the shard: the pair log, the sheet pages, and at
 // the end the summary. Its methods are safe for concurrent use.
 type journal struct {
@@ -34,14 +34,14 @@ type journal struct {
 
 	mu        sync.Mutex
 	lines     bytes.Buffer
-	rows      []report.Row
+	rows      []render.Row
 	n         int // items in the current segment
 	failures  []SummaryFailure
 	omitted   int
 	computeS  float64
 	logs      []string
 	pages     []string
-	pending   []report.Row // the last full segment's rows, whose page waits for its "next" link
+	pending   []render.Row // the last full segment's rows, whose page waits for its "next" link
 	writeErrs int
 
 	flushMu sync.Mutex // segments are written one at a time, in order
@@ -56,7 +56,7 @@ func newJournal(r *runner, start time.Time) *journal {
 
 // add logs one item that ended in this attempt (not skipped or stale ones).
 func (j *journal) add(pr PairResult) {
-	prefix := j.r.b.out.prefix
+	prefix := j.r.cat.out.prefix
 	rel := func(k string) string { return strings.TrimPrefix(k, prefix) }
 	line := SummaryPair{Pair: pr.Pair, Status: pr.Status, DurationS: pr.Duration.Seconds(), Steps: pr.Steps, ResumedAt: pr.ResumedAt,
 		Outputs:   OutputKeys{Image: rel(pr.Outputs.Image), LossLog: rel(pr.Outputs.LossLog), LossPlot: rel(pr.Outputs.LossPlot), Provenance: rel(pr.Outputs.Provenance)},
@@ -73,11 +73,11 @@ func (j *journal) add(pr PairResult) {
 	j.mu.Lock()
 	j.lines.Write(data)
 	j.lines.WriteByte('\n')
-	if j.r.cfg.Report {
+	if j.r.cfg.ContactSheet {
 		j.rows = append(j.rows, j.r.sheetEnv().row(line, j.pageKey(len(j.logs))))
 	}
 	if failure != nil {
-		if len(j.failures) < maxReportFailures {
+		if len(j.failures) < maxKeptFailures {
 			j.failures = append(j.failures, *failure)
 		} else {
 			j.omitted++
@@ -100,14 +100,14 @@ func (j *journal) add(pr PairResult) {
 type segment struct {
 	k     int
 	lines []byte
-	rows  []report.Row
+	rows  []render.Row
 }
 
 // take removes the current segment; j.mu is held.
 func (j *journal) take() segment {
 	s := segment{k: len(j.logs), lines: bytes.Clone(j.lines.Bytes()), rows: j.rows}
 	j.logs = append(j.logs, j.logKey(s.k))
-	if j.r.cfg.Report {
+	if j.r.cfg.ContactSheet {
 		j.pages = append(j.pages, j.pageKey(s.k))
 	}
 	j.lines.Reset()
@@ -116,11 +116,11 @@ func (j *journal) take() segment {
 }
 
 func (j *journal) logKey(k int) string {
-	return fmt.Sprintf("%s%s/%s.pairs-%05d.jsonl", runsDir, j.r.b.runID, j.name, k)
+	return fmt.Sprintf("%s%s/%s.pairs-%05d.jsonl", runsDir, j.r.cat.runID, j.name, k)
 }
 
 func (j *journal) pageKey(k int) string {
-	return fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, j.r.b.runID, j.name, k)
+	return fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, j.r.cat.runID, j.name, k)
 }
 
 // flush writes a segment's pair log, and the page of the segment before it (now that it is
@@ -129,7 +129,7 @@ func (j *journal) flush(s segment, last bool) {
 	j.flushMu.Lock()
 	defer j.flushMu.Unlock()
 	r := j.r
-	out := r.b.out
+	out := r.cat.out
 	if len(s.lines) > 0 {
 		err := out.bucket.Write(r.grace, out.prefix+j.logKey(s.k), s.lines, storage.WriteOptions{ContentType: "application/x-ndjson"})
 		if err != nil {
@@ -139,7 +139,7 @@ func (j *journal) flush(s segment, last bool) {
 			j.mu.Unlock()
 		}
 	}
-	if !r.cfg.Report {
+	if !r.cfg.ContactSheet {
 		return
 	}
 	if j.pending != nil {
@@ -155,12 +155,12 @@ func (j *journal) flush(s segment, last bool) {
 	j.pending = s.rows
 }
 
-func (j *journal) writePage(k int, rows []report.Row, next bool) {
+func (j *journal) writePage(k int, rows []render.Row, next bool) {
 	r := j.r
 	key := j.pageKey(k)
-	p := report.Page{Title: r.b.m.Metadata.Name + ": contact sheet", RunID: r.b.runID,
+	p := render.Page{Title: r.cat.m.Metadata.Name + ": contact sheet", RunID: r.cat.runID,
 		Scope: fmt.Sprintf("shard %d of %d, attempt %s, page %d", r.cfg.ShardIndex, r.cfg.ShardCount, j.attempt, k+1),
-		Index: relLink(key, runIndexKey(r.b.runID)), Rows: rows}
+		Index: relLink(key, runIndexKey(r.cat.runID)), Rows: rows}
 	if k > 0 {
 		p.Prev = relLink(key, j.pageKey(k-1))
 	}
@@ -168,16 +168,16 @@ func (j *journal) writePage(k int, rows []report.Row, next bool) {
 		p.Next = relLink(key, j.pageKey(k+1))
 	}
 	var buf bytes.Buffer
-	err := report.WritePage(&buf, p)
+	err := render.WritePage(&buf, p)
 	if err == nil {
-		err = r.b.out.bucket.Write(r.grace, r.b.out.prefix+key, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"})
+		err = r.cat.out.bucket.Write(r.grace, r.cat.out.prefix+key, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"})
 	}
 	if err != nil {
 		r.log.Warn("contact sheet page not written", "key", key, "err", err)
 	}
 }
 
-// finish writes what is left of the pair log and the summary, whose key it sets in the report
+// finish writes what is left of the pair log and the summary, whose key it sets in the shard result
 // once written. A pair log segment that could not be written is an error: the summary would
 // name it.
 func (j *journal) finish() error {
@@ -195,7 +195,7 @@ func (j *journal) finish() error {
 		}
 		j.flush(s, true)
 	}
-	rep := r.report
+	rep := r.result
 	sum := Summary{RunID: rep.RunID, Manifest: storage.Redact(r.cfg.ManifestURL), Shard: rep.ShardIndex, Shards: rep.ShardCount,
 		Attempt: j.attempt, Planned: rep.Planned, Done: rep.Done, Skipped: rep.Skipped, Reindexed: rep.Reindexed, Stale: rep.Stale,
 		Failed: rep.Failed, Interrupted: rep.Interrupted, Stopped: rep.Stopped, Start: rep.Start, End: rep.End, ComputeS: j.computeS,
@@ -213,13 +213,13 @@ func (j *journal) finish() error {
 	if err != nil {
 		return err
 	}
-	key := r.b.out.prefix + summaryKey(rep.RunID, j.name)
-	if err := r.b.out.bucket.Write(r.grace, key, append(data, '\n'), storage.WriteOptions{ContentType: "application/json"}); err != nil {
+	key := r.cat.out.prefix + summaryKey(rep.RunID, j.name)
+	if err := r.cat.out.bucket.Write(r.grace, key, append(data, '\n'), storage.WriteOptions{ContentType: "application/json"}); err != nil {
 		return fmt.Errorf("write run summary: %w", err)
 	}
 	rep.SummaryKey = key
 	if len(j.pages) > 0 && rep.SheetKey == "" {
-		rep.SheetKey = r.b.out.prefix + j.pages[0]
+		rep.SheetKey = r.cat.out.prefix + j.pages[0]
 	}
 	return nil
 }

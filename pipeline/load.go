@@ -189,8 +189,8 @@ func realDir(dir string) string {
 	}
 }
 
-func (b *batch) loadManifest(ctx context.Context) error {
-	u := b.cfg.ManifestURL
+func (cat *catalogue) loadManifest(ctx context.Context) error {
+	u := cat.cfg.ManifestURL
 	var data []byte
 	local := !strings.Contains(u, "://")
 	if local {
@@ -200,12 +200,12 @@ func (b *batch) loadManifest(ctx context.Context) error {
 		}
 	} else {
 		var err error
-		if data, _, err = b.buckets.readObject(ctx, u, maxManifestBytes); err != nil {
+		if data, _, err = cat.buckets.readObject(ctx, u, maxManifestBytes); err != nil {
 			return fmt.Errorf("manifest: %w", err)
 		}
 	}
 	sum := sha256.Sum256(data)
-	b.digest = hex.EncodeToString(sum[:])
+	cat.digest = hex.EncodeToString(sum[:])
 	m, err := manifests.Parse(data)
 	if err != nil {
 		return invalidError{fmt.Errorf("manifest %s: %w", storage.Redact(u), err)}
@@ -224,10 +224,10 @@ func (b *batch) loadManifest(ctx context.Context) error {
 	if err := m.CheckOverlap(realDir); err != nil {
 		return invalidError{fmt.Errorf("manifest %s: %w", storage.Redact(u), err)}
 	}
-	b.m = m
-	b.presets = m.Spec.Presets
+	cat.m = m
+	cat.presets = m.Spec.Presets
 	if m.HasPresetsFrom() {
-		data, _, err := b.buckets.readObject(ctx, m.Spec.PresetsFrom, maxManifestBytes)
+		data, _, err := cat.buckets.readObject(ctx, m.Spec.PresetsFrom, maxManifestBytes)
 		if err != nil {
 			return fmt.Errorf("spec.presetsFrom: %w", err)
 		}
@@ -235,7 +235,7 @@ func (b *batch) loadManifest(ctx context.Context) error {
 		if err != nil {
 			return invalidError{fmt.Errorf("presetsFrom %s: %w", storage.Redact(m.Spec.PresetsFrom), err)}
 		}
-		if b.presets, err = manifests.MergePresets(m.Spec.Presets, file); err != nil {
+		if cat.presets, err = manifests.MergePresets(m.Spec.Presets, file); err != nil {
 			return invalidError{fmt.Errorf("presetsFrom %s: %w", storage.Redact(m.Spec.PresetsFrom), err)}
 		}
 	}

@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/nst-project/nst/manifests"
 	"github.com/nst-project/nst/transfer"
 )
 
-// PresetParams returns the effective engine parameters of a preset: transfer.DefaultParams,
-// overridden by spec (the manifest's spec.params), overridden by preset (Options.Merge). As in
-// nst stylize, choosing lbfgs without a learning rate sets lr to 1.
+// PresetParams returns the effective engine parameters of a preset: spec (the manifest's
+// spec.params) overridden by preset (Options.Merge), resolved as nst stylize resolves its
+// flags (transfer.Resolve): the engine's defaults, then the named schedule's settings if one
+// is given, then every option set, so that options beside a schedule override it, and lbfgs
+// without an lr gets lr 1.
 //
 // Problems only the engine can find (transfer.Params.Validate: unknown layers and the like)
 // come back in a *manifests.Error, each with the line and YAML path of the value at fault (in
@@ -22,45 +23,53 @@ import (
 // "spec.presets[1]".
 func PresetParams(spec manifests.Options, preset manifests.Preset, at string) (transfer.Params, error) {
 	merged := spec.Merge(preset.Options)
-	p := optionsToParams(merged)
+	values := merged.Values()
+	given := transfer.DefaultParams()
 	var ps []*manifests.Problem
+	for name, v := range values {
+		d, ok := transfer.LookupParam(name)
+		if !ok || !d.Set(&given, engineValue(v)) {
+			// manifests.Options and transfer's table disagree: a test keeps them in step.
+			ps = append(ps, &manifests.Problem{Path: name, Msg: fmt.Sprintf("is not an engine parameter of this type (%T)", v)})
+		}
+	}
+	p := transfer.Resolve(given, func(name string) bool { _, ok := values[name]; return ok })
 	if len(p.StyleBlend) > 1 {
 		ps = append(ps, &manifests.Problem{Msg: fmt.Sprintf("has %d weights, but each pair has one style", len(p.StyleBlend)), Path: "styleBlend"})
 	}
-	if err := p.Validate(); err != nil {
-		for _, e := range splitErrors(err) {
-			field, msg, ok := strings.Cut(e.Error(), ": ")
-			if !ok {
-				field, msg = "", e.Error()
-			}
-			ps = append(ps, &manifests.Problem{Path: field, Msg: msg})
+	for _, fe := range transfer.FieldErrors(p.Validate()) {
+		path := fe.Field
+		switch {
+		case fe.Field == "styleLayers" && fe.Index >= 0 && fe.Index < len(p.StyleLayers):
+			path += "." + p.StyleLayers[fe.Index].Layer
+		case fe.Index >= 0:
+			path += fmt.Sprintf("[%d]", fe.Index)
 		}
+		ps = append(ps, &manifests.Problem{Path: path, Msg: fe.Msg})
 	}
 	for _, pr := range ps {
-		field := pr.Path
-		name, idx := field, -1
-		if i := strings.IndexAny(field, "[ "); i >= 0 {
-			name = field[:i]
-			if j := strings.Index(field, "]"); field[i] == '[' && j > i {
-				idx, _ = strconv.Atoi(field[i+1 : j])
-			}
-		}
+		name, _, _ := strings.Cut(pr.Path, ".")
+		name, _, _ = strings.Cut(name, "[")
 		where, line := "spec.params", spec.LineOf(name)
 		if l := preset.Options.LineOf(name); l != 0 || isSet(preset.Options, name) {
 			where, line = at, l
 		}
-		if idx >= 0 && idx < len(merged.StyleLayers) && merged.StyleLayers[idx].Line != 0 {
-			line = merged.StyleLayers[idx].Line
+		if name == "styleLayers" && pr.Path != name {
+			layer := strings.TrimPrefix(pr.Path, "styleLayers.")
+			for _, l := range merged.StyleLayers {
+				if l.Layer == layer && l.Line != 0 {
+					line = l.Line
+					break
+				}
+			}
 		}
-		if line == 0 {
+		if line == 0 && preset.Line != 0 {
 			where, line = at, preset.Line
 		}
-		if field == "" {
-			pr.Path = where
-		} else {
-			pr.Path = where + "." + field
+		if line == 0 { // a field set nowhere, such as stopWindow missing beside a stopTolerance
+			line = firstLine(spec.Lines)
 		}
-		pr.Line = line
+		pr.Path, pr.Line = where+"."+pr.Path, line
 	}
 	if len(ps) > 0 {
 		return p, mergeProblems([]error{&manifests.Error{Problems: ps}})
@@ -68,109 +77,34 @@ func PresetParams(spec manifests.Options, preset manifests.Preset, at string) (t
 	return p, nil
 }
 
+// firstLine is the first of lines, 0 if there are none.
+func firstLine(lines map[string]int) int {
+	first := 0
+	for _, l := range lines {
+		if first == 0 || l < first {
+			first = l
+		}
+	}
+	return first
+}
+
 // isSet reports whether o sets the option with YAML name field, for Options built in code.
 func isSet(o manifests.Options, field string) bool {
-	switch field {
-	case "size":
-		return o.Size != nil
-	case "steps":
-		return o.Steps != nil
-	case "optimizer":
-		return o.Optimizer != nil
-	case "lr":
-		return o.LR != nil
-	case "contentWeight":
-		return o.ContentWeight != nil
-	case "styleWeight":
-		return o.StyleWeight != nil
-	case "tvWeight":
-		return o.TVWeight != nil
-	case "contentLayer":
-		return o.ContentLayer != nil
-	case "styleLayers":
-		return o.StyleLayers != nil
-	case "init":
-		return o.Init != nil
-	case "seed":
-		return o.Seed != nil
-	case "scales":
-		return o.Scales != nil
-	case "styleScale":
-		return o.StyleScale != nil
-	case "preserveColors":
-		return o.PreserveColors != nil
-	case "history":
-		return o.History != nil
-	case "tolerance":
-		return o.Tolerance != nil
-	case "styleBlend":
-		return o.StyleBlend != nil
-	case "precision":
-		return o.Precision != nil
-	}
-	return false
+	_, ok := o.Values()[field]
+	return ok
 }
 
-func optionsToParams(o manifests.Options) transfer.Params {
-	p := transfer.DefaultParams()
-	set := func(dst *int, v *int) {
-		if v != nil {
-			*dst = *v
+// engineValue converts an option's value (manifests.Options.Values) to the type of its
+// engine parameter where the two differ.
+func engineValue(v any) any {
+	if ls, ok := v.(manifests.StyleLayers); ok {
+		out := make([]transfer.LayerWeight, len(ls))
+		for i, l := range ls {
+			out[i] = transfer.LayerWeight{Layer: l.Layer, Weight: l.Weight}
 		}
+		return out
 	}
-	setF := func(dst *float64, v *float64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&p.Size, o.Size)
-	set(&p.Steps, o.Steps)
-	if o.Optimizer != nil {
-		p.Optimizer = *o.Optimizer
-		if p.Optimizer == transfer.LBFGS && o.LR == nil {
-			p.LR = 1
-		}
-	}
-	setF(&p.LR, o.LR)
-	setF(&p.ContentWeight, o.ContentWeight)
-	setF(&p.StyleWeight, o.StyleWeight)
-	setF(&p.TVWeight, o.TVWeight)
-	if o.ContentLayer != nil {
-		p.ContentLayer = *o.ContentLayer
-	}
-	if o.StyleLayers != nil {
-		p.StyleLayers = make([]transfer.LayerWeight, len(o.StyleLayers))
-		for i, l := range o.StyleLayers {
-			p.StyleLayers[i] = transfer.LayerWeight{Layer: l.Layer, Weight: l.Weight}
-		}
-	}
-	if o.Init != nil {
-		p.Init = *o.Init
-	}
-	if o.Seed != nil {
-		p.Seed = *o.Seed
-	}
-	set(&p.Scales, o.Scales)
-	setF(&p.StyleScale, o.StyleScale)
-	if o.Precision != nil {
-		p.Precision = *o.Precision
-	}
-	if o.PreserveColors != nil {
-		p.PreserveColors = *o.PreserveColors
-	}
-	set(&p.History, o.History)
-	setF(&p.Tolerance, o.Tolerance)
-	if o.StyleBlend != nil {
-		p.StyleBlend = slices.Clone(o.StyleBlend)
-	}
-	return p
-}
-
-func splitErrors(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
+	return v
 }
 
 // mergeProblems joins several *manifests.Error (and other errors) into one error wrapping

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Plan is a dry run of a batch: per shard, how many items are done, stale, new or refused, and
+// Plan is a dry run of a manifest: per shard, how many items are done, stale, new or refused, and
 // the work left. Items themselves go to PlanOptions.Each, not into the Plan.
 type Plan struct {
 	RunID      string `json:"runId"`
@@ -56,7 +56,7 @@ type PlanItem struct {
 	Work int64 `json:"work"`
 }
 
-// PlanOptions says what PlanBatch covers.
+// PlanOptions says what PlanRun covers.
 type PlanOptions struct {
 	// Shard plans only that shard of Config.ShardCount; -1 plans every shard.
 	Shard int
@@ -65,12 +65,12 @@ type PlanOptions struct {
 	Each func(PlanItem) error
 }
 
-// PlanBatch expands cfg's manifest as Run does and counts the items of the planned shards by
+// PlanRun expands cfg's manifest as Run does and counts the items of the planned shards by
 // state, from the done index (and, with cfg.Verify, a listing of the outputs); cfg.Force counts
 // every item new. It opens no engine, reads no provenance and writes nothing. Its memory is
 // at most 64 bytes per planned item (their slots and index markers; TestMemoryPerItem). Errors
 // are Run's: ErrInvalid for the manifest and Config.
-func PlanBatch(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error) {
+func PlanRun(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error) {
 	cfg.ShardIndex = 0
 	cfg, err := cfg.withDefaults(false)
 	if err != nil {
@@ -79,31 +79,31 @@ func PlanBatch(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error)
 	if opts.Shard < -1 || opts.Shard >= cfg.ShardCount {
 		return nil, invalidf("shard index %d is outside 0..%d", opts.Shard, cfg.ShardCount-1)
 	}
-	b, err := expand(ctx, cfg)
+	cat, err := expand(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer b.buckets.close()
+	defer cat.buckets.close()
 	i, n := opts.Shard, cfg.ShardCount
 	lo, hi := shardRange(max(i, 0), n)
 	if i < 0 {
 		lo, hi = shardRange(0, 1)
 		i, n = 0, 0 // every shard
 	}
-	done, err := readIndex(ctx, b.out, lo, hi, cfg.IOJobs)
+	done, err := readIndex(ctx, cat.out, lo, hi, cfg.IOJobs)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Verify {
-		if err := done.verifyOutputs(ctx, b, cfg.Storage.NoMD5Check); err != nil {
+		if err := done.verifyOutputs(ctx, cat, cfg.Storage.NoMD5Check); err != nil {
 			return nil, err
 		}
 	}
-	scan, err := scanShard(ctx, b, i, n)
+	scan, err := scanShard(ctx, cat, i, n)
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{RunID: b.runID, ShardCount: cfg.ShardCount, Verified: cfg.Verify}
+	p := &Plan{RunID: cat.runID, ShardCount: cfg.ShardCount, Verified: cfg.Verify}
 	if opts.Shard < 0 {
 		p.Shards = make([]ShardPlan, cfg.ShardCount)
 		for k := range p.Shards {
@@ -112,7 +112,7 @@ func PlanBatch(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error)
 	} else {
 		p.Shards = []ShardPlan{{Index: opts.Shard}}
 	}
-	err = forEachShardItem(ctx, b, i, n, true, func(si shardItem) error {
+	err = forEachShardItem(ctx, cat, i, n, true, func(si shardItem) error {
 		if !scan.consume(si.slot) && !scan.has(si.slot) {
 			return nil // appeared since the first pass
 		}
@@ -123,7 +123,7 @@ func PlanBatch(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error)
 		case si.err != nil:
 			pi.State, pi.Cause = PlanRefused, si.err.Error()
 		case collided:
-			pi.State, pi.Cause = PlanRefused, ErrCollision.Error()+": another item of the batch writes "+it.keys.Provenance
+			pi.State, pi.Cause = PlanRefused, ErrCollision.Error()+": another item of the run writes "+it.keys.Provenance
 		case cfg.Force:
 			pi.State = PlanNew
 		default:

@@ -114,7 +114,7 @@ func readSummary(t *testing.T, out *blob.Bucket, key string) Summary {
 	return s
 }
 
-// TestBadImageCatalogue runs one batch over every kind of broken or odd image next to good
+// TestBadImageCatalogue runs one manifest over every kind of broken or odd image next to good
 // ones: each broken image fails only its own pair, with its cause (op and message) in the
 // report and the summary; every odd-but-valid image is stylised.
 func TestBadImageCatalogue(t *testing.T) {
@@ -214,7 +214,7 @@ func TestBadImageCatalogue(t *testing.T) {
 		})
 	}
 	if rep.Failed != wantFailed || rep.Done != len(cases)-wantFailed || sum.Failed != wantFailed {
-		t.Errorf("report: done %d failed %d; summary failed %d; want failed %d", rep.Done, rep.Failed, sum.Failed, wantFailed)
+		t.Errorf("result: done %d failed %d; summary failed %d; want failed %d", rep.Done, rep.Failed, sum.Failed, wantFailed)
 	}
 	checkOutputs(t, out, rep, res, 2)
 }
@@ -299,7 +299,7 @@ spec:
 			put(t, in, "w.pth", []byte("not the weights you are looking for"))
 			cfg := e.config(writeManifest(t, c.manifest))
 			var opened atomic.Int64
-			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+			cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 				opened.Add(1)
 				return fake.Engine{AnySize: true}, nil, nil
 			}
@@ -355,10 +355,10 @@ func TestEngineFailuresIsolated(t *testing.T) {
 	put(t, in, "contents/panic.png", pngBytes(t, testImage(22, 20, 3)))
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
 	cfg := e.config(writeManifest(t, relManifest("")))
-	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 		return crashingEngine{fake.Engine{AnySize: true}}, nil, nil
 	}
-	cfg.GPUJobs = 2
+	cfg.Lanes = 2
 	rep, res, err := runResults(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +410,7 @@ func TestKillLosesOnlyStepsSinceCheckpoint(t *testing.T) {
 	defer cancel()
 	cfg := e.config(man)
 	cfg.CheckpointEvery = 5
-	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Optimizer, func() error, error) {
+	cfg.NewEngine = func(context.Context, EngineSpec) (transfer.Engine, func() error, error) {
 		return dropLateCheckpoints{fake.Engine{AnySize: true, StepDelay: time.Millisecond}}, nil, nil
 	}
 	cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
@@ -476,7 +476,7 @@ spec:
   params: {size: 8, steps: 1}
   output: {url: "file://%s/out/"}
 `, root, root, root))
-	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "load", Version: "test", GPUJobs: 2, IOJobs: 4}
+	cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "load", Version: "test", Lanes: 2, IOJobs: 4}
 	runtime.GC()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -21,7 +21,7 @@ import (
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/nst-project/nst/manifests"
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
@@ -32,7 +32,7 @@ import (
 // Config.OnConflict).
 var ErrConflict = errors.New("outputs of another definition exist")
 
-// ErrCollision: two items of the batch would write the same output keys.
+// ErrCollision: two items of the run would write the same output keys.
 var ErrCollision = errors.New("output keys collide")
 
 // metaID is the object metadata key holding the item ID of every output.
@@ -41,11 +41,11 @@ const metaID = "nst-id"
 // styleCacheSize is how many decoded style images a run keeps.
 const styleCacheSize = 8
 
-// maxReportFailures is how many failed items a Report and a summary keep in full; the rest
+// maxKeptFailures is how many failed items a ShardResult and a summary keep in full; the rest
 // are counted (and each is in the shard's pair log).
-const maxReportFailures = 100
+const maxKeptFailures = 100
 
-// Run runs the shard cfg.ShardIndex of cfg.ManifestURL's batch: it checks cfg and the manifest
+// Run runs the shard cfg.ShardIndex of cfg.ManifestURL's items: it checks cfg and the manifest
 // (an error wrapping ErrInvalid, before anything is read from the inputs or written), reads the
 // shard's part of the done index, streams the pairs (twice: once to plan and to refuse
 // colliding outputs, once to run), skips items already done, stylises the rest with the engine
@@ -53,33 +53,33 @@ const maxReportFailures = 100
 // markers, the shard's pair log and summary. See the package documentation for keys, IDs and
 // shards.
 //
-// A failed item is recorded in the Report (and the summary) and the others go on; Run's error
-// is for the batch as a whole. When ctx is cancelled Run stops taking items, lets the engine
+// A failed item is recorded in the ShardResult (and the summary) and the others go on; Run's error
+// is for the run as a whole. When ctx is cancelled Run stops taking items, lets the engine
 // checkpoint the running ones, writes what finished and the summary within cfg.GracePeriod,
-// and returns the Report with Stopped "interrupted" and an error wrapping ctx's error, unless
-// every item of the shard was done already. The Report is non-nil whenever the shard's items
+// and returns the ShardResult with Stopped "interrupted" and an error wrapping ctx's error, unless
+// every item of the shard was done already. The ShardResult is non-nil whenever the shard's items
 // were planned, even with an error.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+func Run(ctx context.Context, cfg Config) (*ShardResult, error) {
 	cfg, err := cfg.withDefaults(true)
 	if err != nil {
 		return nil, err
 	}
-	b, err := expand(ctx, cfg)
+	cat, err := expand(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer b.buckets.close()
-	r := &runner{b: b, cfg: cfg, styles: map[string]*image.NRGBA{}}
-	r.log = cfg.Logger.With("run_id", b.runID, "shard", cfg.ShardIndex)
+	defer cat.buckets.close()
+	r := &runner{cat: cat, cfg: cfg, styles: map[string]*image.NRGBA{}}
+	r.log = cfg.Logger.With("run_id", cat.runID, "shard", cfg.ShardIndex)
 	return r.run(ctx)
 }
 
 type runner struct {
-	b      *batch
+	cat    *catalogue
 	cfg    Config
 	log    *slog.Logger
 	grace  context.Context // outlives ctx by GracePeriod: finishing writes
-	eng    transfer.Optimizer
+	eng    transfer.Engine
 	info   *transfer.Info
 	failed atomic.Int64
 
@@ -91,7 +91,7 @@ type runner struct {
 	thumbs  sync.Map // thumbnail keys made or found by this run
 
 	mu      sync.Mutex
-	report  *Report
+	result  *ShardResult
 	styles  map[string]*image.NRGBA
 	styleLR []string // style cache keys, least recently used first
 }
@@ -105,26 +105,26 @@ type loaded struct {
 	ckpt    *transfer.Checkpoint
 }
 
-func (r *runner) run(ctx context.Context) (*Report, error) {
-	b, cfg := r.b, r.cfg
+func (r *runner) run(ctx context.Context) (*ShardResult, error) {
+	cat, cfg := r.cat, r.cfg
 	r.lo, r.hi = shardRange(cfg.ShardIndex, cfg.ShardCount)
 	start := time.Now().UTC()
 	var err error
-	if r.done, err = readIndex(ctx, b.out, r.lo, r.hi, cfg.IOJobs); err != nil {
+	if r.done, err = readIndex(ctx, cat.out, r.lo, r.hi, cfg.IOJobs); err != nil {
 		return nil, err
 	}
 	if cfg.Verify {
-		if err := r.done.verifyOutputs(ctx, b, cfg.Storage.NoMD5Check); err != nil {
+		if err := r.done.verifyOutputs(ctx, cat, cfg.Storage.NoMD5Check); err != nil {
 			return nil, err
 		}
 	}
-	if r.ckpts, err = listCheckpoints(ctx, b.out, r.lo, r.hi); err != nil {
+	if r.ckpts, err = listCheckpoints(ctx, cat.out, r.lo, r.hi); err != nil {
 		return nil, err
 	}
-	if r.plan, err = scanShard(ctx, b, cfg.ShardIndex, cfg.ShardCount); err != nil {
+	if r.plan, err = scanShard(ctx, cat, cfg.ShardIndex, cfg.ShardCount); err != nil {
 		return nil, err
 	}
-	r.report = &Report{RunID: b.runID, ShardIndex: cfg.ShardIndex, ShardCount: cfg.ShardCount, Planned: r.plan.planned, Start: start}
+	r.result = &ShardResult{RunID: cat.runID, ShardIndex: cfg.ShardIndex, ShardCount: cfg.ShardCount, Planned: r.plan.planned, Start: start}
 	r.journal = newJournal(r, start)
 	cfg.Progress.Planned(r.plan.planned)
 	r.log.Info("run", "manifest", storage.Redact(cfg.ManifestURL), "shard_items", r.plan.planned, "shards", cfg.ShardCount,
@@ -142,7 +142,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	rep := r.report
+	rep := r.result
 	rep.End = time.Now().UTC()
 	if ctx.Err() != nil && !rep.OK() {
 		rep.Stopped = "interrupted"
@@ -155,15 +155,15 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			runErr = err
 		}
 	}
-	if cfg.Report && ctx.Err() == nil && rep.SummaryKey != "" {
-		key, err := writeIndexSheet(ctx, r.sheetEnv(), b.runID, cfg.ShardCount)
+	if cfg.ContactSheet && ctx.Err() == nil && rep.SummaryKey != "" {
+		key, err := writeIndexSheet(ctx, r.sheetEnv(), cat.runID, cfg.ShardCount)
 		if err != nil {
 			r.log.Warn("contact sheet not written", "err", err)
 		}
 		rep.SheetKey = key
 	}
 	if runErr == nil && rep.Stopped == "interrupted" {
-		runErr = fmt.Errorf("run %s shard %d/%d interrupted with %d of %d items left: %w", b.runID, cfg.ShardIndex, cfg.ShardCount,
+		runErr = fmt.Errorf("run %s shard %d/%d interrupted with %d of %d items left: %w", cat.runID, cfg.ShardIndex, cfg.ShardCount,
 			rep.Planned-rep.ended(), rep.Planned, ctx.Err())
 	}
 	r.log.Info("run finished", "planned", rep.Planned, "done", rep.Done, "skipped", rep.Skipped, "stale", rep.Stale, "failed", rep.Failed,
@@ -183,10 +183,10 @@ func graceContext(ctx context.Context, d time.Duration) (context.Context, contex
 // sequence and is recorded as the run's error by process.
 func (r *runner) todo(ctx context.Context) func(yield func(*item) bool) error {
 	return func(yield func(*item) bool) error {
-		b := r.b
-		policy := b.onConflict
+		cat := r.cat
+		policy := cat.onConflict
 		collisions := map[uint64][]*item{}
-		err := forEachShardItem(ctx, b, r.cfg.ShardIndex, r.cfg.ShardCount, true, func(si shardItem) error {
+		err := forEachShardItem(ctx, cat, r.cfg.ShardIndex, r.cfg.ShardCount, true, func(si shardItem) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -280,7 +280,7 @@ func quote(s string) string {
 }
 
 func (r *runner) openEngine(ctx context.Context) (func() error, error) {
-	spec, err := r.b.engineSpec(ctx)
+	spec, err := r.cat.engineSpec(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -300,10 +300,10 @@ func (r *runner) stopping(ctx context.Context) bool {
 	return ctx.Err() != nil || (r.cfg.MaxFailures > 0 && r.failed.Load() > int64(r.cfg.MaxFailures))
 }
 
-// process checks, loads, computes and writes the items: IOJobs loaders feed GPUJobs compute
+// process checks, loads, computes and writes the items: IOJobs loaders feed Lanes compute
 // lanes through a bound of MaxInFlight decoded pairs; finished results go to IOJobs uploaders.
 // The engine is opened when the first item needs it; *closeEngine is then set. It returns the
-// batch's error: the items' listing, or an engine that cannot be opened.
+// run's error: the items' listing, or an engine that cannot be opened.
 func (r *runner) process(ctx context.Context, items func(yield func(*item) bool) error, closeEngine *func() error) error {
 	cfg := r.cfg
 	ready := make(chan *loaded)
@@ -325,7 +325,7 @@ func (r *runner) process(ctx context.Context, items func(yield func(*item) bool)
 				engineFailed.Store(true)
 				return
 			}
-			for range cfg.GPUJobs {
+			for range cfg.Lanes {
 				lanes.Go(func() {
 					for l := range ready {
 						batch := gather(ready, l, cfg.BatchSize)
@@ -426,7 +426,7 @@ func (r *runner) load(ctx context.Context, it *item, engine func() error) (l *lo
 			l.ckpt = r.readCheckpoint(ctx, it)
 		}
 		var op string
-		if l.content, op, err = r.readImage(ctx, r.b.contents, it.content, "content"); err != nil {
+		if l.content, op, err = r.readImage(ctx, r.cat.contents, it.content, "content"); err != nil {
 			return fail(op, err)
 		}
 		key := r.styleKey(it)
@@ -434,7 +434,7 @@ func (r *runner) load(ctx context.Context, it *item, engine func() error) (l *lo
 		l.style = r.styles[key]
 		r.mu.Unlock()
 		if l.style == nil {
-			if l.style, op, err = r.readImage(ctx, r.b.styles, it.style, "style"); err != nil {
+			if l.style, op, err = r.readImage(ctx, r.cat.styles, it.style, "style"); err != nil {
 				return fail(op, err)
 			}
 			r.cacheStyle(key, l.style)
@@ -462,7 +462,7 @@ func (r *runner) load(ctx context.Context, it *item, engine func() error) (l *lo
 // already (its marker is restored), or outputs of another definition under OnConflict fail or
 // keep (recorded).
 func (r *runner) checkSlot(ctx context.Context, it *item) (ended bool, err error) {
-	out := r.b.out.bucket
+	out := r.cat.out.bucket
 	data, _, err := out.Read(ctx, it.keys.Provenance, 16<<20)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
@@ -493,17 +493,17 @@ func (r *runner) checkSlot(ctx context.Context, it *item) (ended bool, err error
 		if err := r.writeMarker(ctx, it, objs); err != nil {
 			return false, &PairError{Pair: it.pair, Op: OpWrite, Err: err}
 		}
-		r.report.addReindexed()
+		r.result.addReindexed()
 		r.record(PairResult{Pair: it.pair, Status: StatusSkipped, Outputs: it.keys})
 		return true, nil
 	case owner == "":
-		if r.b.onConflict == manifests.ConflictKeep {
+		if r.cat.onConflict == manifests.ConflictKeep {
 			r.record(PairResult{Pair: it.pair, Status: StatusStale, Outputs: it.keys})
 			return true, nil
 		}
 		return false, &PairError{Pair: it.pair, Op: OpCheck, Err: conflictError(it.keys.Provenance, "")}
 	default:
-		switch r.b.onConflict {
+		switch r.cat.onConflict {
 		case manifests.ConflictKeep:
 			r.record(PairResult{Pair: it.pair, Status: StatusStale, Outputs: it.keys})
 			return true, nil
@@ -520,10 +520,10 @@ func (r *runner) checkSlot(ctx context.Context, it *item) (ended bool, err error
 func (r *runner) outputsIntact(ctx context.Context, it *item, written []OutputObject) (objs [numKinds]storage.Object, ok bool) {
 	want := map[string]OutputObject{}
 	for _, w := range written {
-		want[r.b.out.prefix+w.Key] = w
+		want[r.cat.out.prefix+w.Key] = w
 	}
 	for kind, k := range it.keys.list() {
-		o, err := r.b.out.bucket.Attributes(ctx, k)
+		o, err := r.cat.out.bucket.Attributes(ctx, k)
 		if err != nil || o.Metadata[metaID] != it.pair.ID {
 			return objs, false
 		}
@@ -542,7 +542,7 @@ func (k OutputKeys) list() [numKinds]string {
 }
 
 func (r *runner) styleKey(it *item) string {
-	return stripQuery(r.b.styles.url) + "|" + it.style.key + "|" + it.style.version
+	return stripQuery(r.cat.styles.url) + "|" + it.style.key + "|" + it.style.version
 }
 
 func (r *runner) cacheStyle(key string, img *image.NRGBA) {
@@ -574,7 +574,7 @@ func (r *runner) readImage(ctx context.Context, src source, o object, what strin
 
 // readCheckpoint returns the item's checkpoint, nil if it is unusable.
 func (r *runner) readCheckpoint(ctx context.Context, it *item) *transfer.Checkpoint {
-	data, _, err := r.b.out.bucket.Read(ctx, it.ckpt, 0)
+	data, _, err := r.cat.out.bucket.Read(ctx, it.ckpt, 0)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
@@ -593,7 +593,7 @@ func (r *runner) readCheckpoint(ctx context.Context, it *item) *transfer.Checkpo
 
 // deleteKey deletes a key of the item's bookkeeping (checkpoints), logging failures.
 func (r *runner) deleteKey(ctx context.Context, key string, it *item) {
-	if err := r.b.out.bucket.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err := r.cat.out.bucket.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		r.log.Warn("not deleted", "key", key, "pair", it.pair.ID, "err", err)
 	}
 }
@@ -633,7 +633,7 @@ type outcome struct {
 // to resume) together where the engine batches, the others one by one.
 func (r *runner) computeBatch(ctx context.Context, batch []*loaded) []outcome {
 	out := make([]outcome, len(batch))
-	be, batches := r.eng.(transfer.BatchOptimizer)
+	be, batches := r.eng.(transfer.BatchEngine)
 	groups := map[string][]int{}
 	var order []string
 	for i, l := range batch {
@@ -761,10 +761,10 @@ func (r *runner) writeCheckpoint(ctx context.Context, it *item, ck *transfer.Che
 	if ctx.Err() != nil {
 		wctx = r.grace // the run was cancelled: this is the last checkpoint
 	}
-	key := ckptKey(r.b.out.prefix, it.slot, it.pair.ID)
+	key := ckptKey(r.cat.out.prefix, it.slot, it.pair.ID)
 	data, err := ck.MarshalBinary()
 	if err == nil {
-		err = r.b.out.bucket.Write(wctx, key, data, storage.WriteOptions{
+		err = r.cat.out.bucket.Write(wctx, key, data, storage.WriteOptions{
 			ContentType: "application/octet-stream", Metadata: map[string]string{metaID: it.pair.ID}})
 	}
 	if err != nil {
@@ -786,7 +786,7 @@ func (r *runner) upload(l *loaded, c computed) {
 	ctx := r.grace
 	pr := PairResult{Pair: it.pair, Outputs: it.keys, Steps: c.steps, ResumedAt: c.resumedAt, Final: c.res.Final()}
 	err := protect(func() error {
-		spec := r.b.m.Spec.Output
+		spec := r.cat.m.Spec.Output
 		q := 0
 		if spec.JPEGQuality != nil {
 			q = *spec.JPEGQuality
@@ -803,7 +803,7 @@ func (r *runner) upload(l *loaded, c computed) {
 			}
 		}
 		var plot bytes.Buffer
-		if err := report.LossPlot(&plot, c.res.Log, report.PlotOptions{Title: path.Base(strings.TrimSuffix(it.keys.LossPlot, ".loss.png")) + " (" + it.pair.Preset + ")"}); err != nil {
+		if err := render.LossPlot(&plot, c.res.Log, render.PlotOptions{Title: path.Base(strings.TrimSuffix(it.keys.LossPlot, ".loss.png")) + " (" + it.pair.Preset + ")"}); err != nil {
 			return &PairError{Pair: it.pair, Op: OpEncode, Err: err}
 		}
 		outputs := []struct {
@@ -839,7 +839,7 @@ func (r *runner) upload(l *loaded, c computed) {
 		if it.ckpt != "" {
 			r.deleteKey(ctx, it.ckpt, it)
 		}
-		if r.cfg.Report {
+		if r.cfg.ContactSheet {
 			r.writeThumbs(ctx, l, c.res.Image)
 		}
 		return nil
@@ -862,7 +862,7 @@ func (r *runner) upload(l *loaded, c computed) {
 // object nst did not write.
 func (r *runner) put(ctx context.Context, it *item, key string, data []byte, contentType string) error {
 	opts := storage.WriteOptions{ContentType: contentType, Metadata: map[string]string{metaID: it.pair.ID}}
-	out := r.b.out.bucket
+	out := r.cat.out.bucket
 	fail := func(err error) error { return &PairError{Pair: it.pair, Op: OpWrite, Err: err} }
 	if it.state == slotForced {
 		if err := out.Write(ctx, key, data, opts); err != nil {
@@ -894,14 +894,14 @@ func (r *runner) put(ctx context.Context, it *item, key string, data []byte, con
 }
 
 func (r *runner) provenance(it *item, c computed, start, end time.Time, objs []storage.Object) Provenance {
-	b := r.b
-	w := Weights{URL: storage.Redact(b.weights.url), Digest: b.weights.digest, SHA256: b.weights.sha256}
-	if b.weights.random {
+	cat := r.cat
+	w := Weights{URL: storage.Redact(cat.weights.url), Digest: cat.weights.digest, SHA256: cat.weights.sha256}
+	if cat.weights.random {
 		w.URL = "random"
-		seed := b.weights.seed
+		seed := cat.weights.seed
 		w.Seed = &seed
 	}
-	if r.info != nil && w.SHA256 == "" && !b.weights.random {
+	if r.info != nil && w.SHA256 == "" && !cat.weights.random {
 		w.SHA256 = r.info.Weights
 	}
 	var info transfer.Info
@@ -911,21 +911,21 @@ func (r *runner) provenance(it *item, c computed, start, end time.Time, objs []s
 	bounds := c.res.Image.Bounds()
 	var written []OutputObject
 	for _, o := range objs {
-		written = append(written, OutputObject{Key: strings.TrimPrefix(o.Key, b.out.prefix), Size: o.Size, MD5: hex.EncodeToString(o.MD5)})
+		written = append(written, OutputObject{Key: strings.TrimPrefix(o.Key, cat.out.prefix), Size: o.Size, MD5: hex.EncodeToString(o.MD5)})
 	}
 	return Provenance{
 		ID:         it.pair.ID,
-		Content:    Input{URL: storage.Redact(b.contents.url), Key: it.content.key, Version: it.content.version, Size: it.content.size},
-		Style:      Input{URL: storage.Redact(b.styles.url), Key: it.style.key, Version: it.style.version, Size: it.style.size},
+		Content:    Input{URL: storage.Redact(cat.contents.url), Key: it.content.key, Version: it.content.version, Size: it.content.size},
+		Style:      Input{URL: storage.Redact(cat.styles.url), Key: it.style.key, Version: it.style.version, Size: it.style.size},
 		Preset:     it.pair.Preset,
 		Params:     *it.params,
 		ParamsHash: it.paramsDigest,
 		Weights:    w,
-		Output: OutputInfo{URL: storage.Redact(b.out.url), Keys: it.keys, Format: b.m.Spec.Output.Format,
+		Output: OutputInfo{URL: storage.Redact(cat.out.url), Keys: it.keys, Format: cat.m.Spec.Output.Format,
 			Width: bounds.Dx(), Height: bounds.Dy(), Objects: written},
 		NST:       r.cfg.Version,
 		Engine:    info,
-		RunID:     b.runID,
+		RunID:     cat.runID,
 		Shard:     fmt.Sprintf("%d/%d", r.cfg.ShardIndex, r.cfg.ShardCount),
 		Start:     start,
 		End:       end,
@@ -936,13 +936,13 @@ func (r *runner) provenance(it *item, c computed, start, end time.Time, objs []s
 	}
 }
 
-// record adds an item's end to the report and the shard's pair log, and tells Progress and
+// record adds an item's end to the shard result and the shard's pair log, and tells Progress and
 // the log.
 func (r *runner) record(pr PairResult) {
 	if pr.Status == StatusFailed {
 		r.failed.Add(1)
 	}
-	r.report.add(pr)
+	r.result.add(pr)
 	r.cfg.Progress.PairDone(pr)
 	if pr.Status != StatusSkipped && pr.Status != StatusStale {
 		r.journal.add(pr)

@@ -60,7 +60,7 @@ func runScenario(t *testing.T, e env) {
 	}
 	t.Logf("12 pairs in %v", time.Since(start))
 	if rep.Planned != 12 || rep.Done != 12 || !rep.OK() {
-		t.Fatalf("report: planned %d done %d failed %d: %+v", rep.Planned, rep.Done, rep.Failed, res)
+		t.Fatalf("result: planned %d done %d failed %d: %+v", rep.Planned, rep.Done, rep.Failed, res)
 	}
 	out := e.bucket(t, e.out)
 	checkOutputs(t, out, rep, res, 4)
@@ -128,7 +128,7 @@ func runScenario(t *testing.T, e env) {
 func TestRunMem(t *testing.T) { runScenario(t, memEnv()) }
 
 // TestBrokenImages: truncated JPEG bytes, text named .png and an all-magenta content (NaN in
-// the fake engine) fail only their own pairs, with clear causes in the report and summary.
+// the fake engine) fail only their own pairs, with clear causes in the shard result and summary.
 func TestBrokenImages(t *testing.T) {
 	e := memEnv()
 	in := e.bucket(t, e.in)
@@ -239,7 +239,7 @@ func TestLeftovers(t *testing.T) {
 	standardInputs(t, e.bucket(t, e.in), "contents/", "styles/")
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""))
 	var items []PlanItem
-	if _, err := PlanBatch(t.Context(), e.config(man), PlanOptions{Shard: -1, Each: func(it PlanItem) error {
+	if _, err := PlanRun(t.Context(), e.config(man), PlanOptions{Shard: -1, Each: func(it PlanItem) error {
 		items = append(items, it)
 		return nil
 	}}); err != nil {
@@ -290,7 +290,7 @@ func TestCancelAndResume(t *testing.T) {
 	}}
 	cfg := e.config(man)
 	cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
-	cfg.Progress, cfg.GPUJobs, cfg.CheckpointEvery = prog, 1, 1000
+	cfg.Progress, cfg.Lanes, cfg.CheckpointEvery = prog, 1, 1000
 	rep, err := Run(ctx, cfg)
 	if !errors.Is(err, context.Canceled) || rep == nil || rep.Stopped != "interrupted" || rep.Interrupted != 1 {
 		t.Fatalf("cancelled run: %v, %+v", err, rep)
@@ -434,12 +434,12 @@ func TestInterruptedAttempts(t *testing.T) {
 	put(t, in, "contents/a.png", pngBytes(t, testImage(20, 14, 1)))
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
 	text := strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/r/", ""), "steps: 4", "steps: 40", 1)
-	interrupt := func(man string, grace time.Duration) *Report {
+	interrupt := func(man string, grace time.Duration) *ShardResult {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		cfg := e.config(man)
 		cfg.NewEngine = fakeEngine(fake.Engine{AnySize: true, StepDelay: time.Millisecond})
-		cfg.GPUJobs, cfg.CheckpointEvery, cfg.GracePeriod = 1, 5, grace
+		cfg.Lanes, cfg.CheckpointEvery, cfg.GracePeriod = 1, 5, grace
 		cfg.Progress = &countingProgress{onStep: func(_ string, step int) {
 			if step == 12 {
 				cancel()
@@ -491,7 +491,7 @@ func TestSummaryNotWritten(t *testing.T) {
 	man := writeManifest(t, manifestText("file://"+root+"/in/contents/", "file://"+root+"/in/styles/", "file://"+root+"/out/", ""))
 	rep, err := Run(t.Context(), Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test"})
 	if err == nil || !strings.Contains(err.Error(), "summary") || rep == nil || rep.SummaryKey != "" || rep.Done != 2 {
-		t.Errorf("%v; report %+v", err, rep)
+		t.Errorf("%v; result %+v", err, rep)
 	}
 }
 

@@ -132,7 +132,7 @@ func scaleCatalogue(t testing.TB, s *countedS3, n int) string {
 // (markers only: a run that trusts the index reads nothing else).
 func seedDone(t testing.TB, s *countedS3, man string) int {
 	n := 0
-	_, err := PlanBatch(context.Background(), Config{ManifestURL: man}, PlanOptions{Shard: -1, Each: func(it PlanItem) error {
+	_, err := PlanRun(context.Background(), Config{ManifestURL: man}, PlanOptions{Shard: -1, Each: func(it PlanItem) error {
 		base := strings.TrimSuffix(strings.TrimPrefix(it.Outputs.Provenance, "r/"), ".json")
 		s.seed(t, "out", marker{slot: slotHash(base), id: parseID(it.ID)}.key("r/"), nil)
 		n++

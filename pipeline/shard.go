@@ -22,13 +22,13 @@ type shardItem struct {
 
 // forEachShardItem streams the items of shard i of n (every shard when n is 0) to fn, building
 // each item only if build. fn's errors come back unchanged.
-func forEachShardItem(ctx context.Context, b *batch, i, n int, build bool, fn func(shardItem) error) error {
-	return b.forEachPair(ctx, func(p pairIn) error {
-		for pi := range b.presets {
-			keys, h, err := b.slotOf(p, pi)
+func forEachShardItem(ctx context.Context, cat *catalogue, i, n int, build bool, fn func(shardItem) error) error {
+	return cat.forEachPair(ctx, func(p pairIn) error {
+		for pi := range cat.presets {
+			keys, h, err := cat.slotOf(p, pi)
 			if err != nil {
 				// No slot: shard the item by its names, so that exactly one shard reports it.
-				h = slotHash("\x00unplaced\x00" + p.content.key + "\x00" + p.style.key + "\x00" + b.presets[pi].Name)
+				h = slotHash("\x00unplaced\x00" + p.content.key + "\x00" + p.style.key + "\x00" + cat.presets[pi].Name)
 			}
 			if n > 0 && shardOf(h, n) != i {
 				continue
@@ -38,7 +38,7 @@ func forEachShardItem(ctx context.Context, b *batch, i, n int, build bool, fn fu
 				si.err = cmpErr(p.content.err, "content", p.style.err, "style")
 			}
 			if build {
-				si.item = b.newItem(p, pi, keys, h)
+				si.item = cat.newItem(p, pi, keys, h)
 			}
 			if err := fn(si); err != nil {
 				return err
@@ -68,9 +68,9 @@ type shardScan struct {
 	planned  int
 }
 
-func scanShard(ctx context.Context, b *batch, i, n int) (*shardScan, error) {
+func scanShard(ctx context.Context, cat *catalogue, i, n int) (*shardScan, error) {
 	s := &shardScan{collided: map[uint64]struct{}{}}
-	err := forEachShardItem(ctx, b, i, n, false, func(si shardItem) error {
+	err := forEachShardItem(ctx, cat, i, n, false, func(si shardItem) error {
 		s.hashes = append(s.hashes, si.slot)
 		return nil
 	})

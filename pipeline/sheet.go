@@ -21,7 +21,7 @@ import (
 
 	"github.com/sourcegraph/conc/pool"
 
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/storage"
 	"github.com/nst-project/nst/transfer/imaging"
 )
@@ -33,7 +33,7 @@ import (
 //	_report/<run ID>/shard-<i>-of-<n>.<attempt>.<k>.html   pages of the pairs an attempt wrote
 //	_report/thumbs/c-<hash>.jpg               content thumbnails (s-: styles, r-<ID>: results)
 //
-// A shard writes its pages as it goes, a page per report.PageSize items; the shard that ends
+// A shard writes its pages as it goes, a page per render.PageSize items; the shard that ends
 // last (the one that finds every shard's summary) writes the run's index.
 const (
 	sheetDir   = "_report/"
@@ -42,9 +42,9 @@ const (
 
 func runIndexKey(runID string) string { return sheetDir + runID + "/index.html" }
 
-// sheetEnv is what writing sheets needs of a batch.
+// sheetEnv is what writing sheets needs of a catalogue.
 type sheetEnv struct {
-	b     *batch
+	cat   *catalogue
 	cfg   Config
 	grace context.Context // for the writes
 	log   *slog.Logger
@@ -53,12 +53,12 @@ type sheetEnv struct {
 }
 
 func (r *runner) sheetEnv() sheetEnv {
-	return sheetEnv{b: r.b, cfg: r.cfg, grace: r.grace, log: r.log, made: &r.thumbs}
+	return sheetEnv{cat: r.cat, cfg: r.cfg, grace: r.grace, log: r.log, made: &r.thumbs}
 }
 
 // row makes a sheet row of a pair log line, with links relative to the page at pageKey.
-func (sw sheetEnv) row(p SummaryPair, pageKey string) report.Row {
-	row := report.Row{ID: p.ID, Content: p.Content, Style: p.Style, Preset: p.Preset, Status: string(p.Status),
+func (sw sheetEnv) row(p SummaryPair, pageKey string) render.Row {
+	row := render.Row{ID: p.ID, Content: p.Content, Style: p.Style, Preset: p.Preset, Status: string(p.Status),
 		Steps: p.Steps, DurationS: p.DurationS}
 	if p.Status != StatusDone {
 		if p.Op != "" {
@@ -81,7 +81,7 @@ func (sw sheetEnv) thumbKeys(p Pair) (content, style, result string) {
 		d := sha256.Sum256([]byte(stripQuery(u) + "\x00" + key))
 		return sheetDir + "thumbs/" + kind + "-" + hex.EncodeToString(d[:8]) + ".jpg"
 	}
-	return h("c", sw.b.contents.url, p.Content), h("s", sw.b.styles.url, p.Style), sheetDir + "thumbs/r-" + p.ID + ".jpg"
+	return h("c", sw.cat.contents.url, p.Content), h("s", sw.cat.styles.url, p.Style), sheetDir + "thumbs/r-" + p.ID + ".jpg"
 }
 
 // writeThumbs makes the thumbnails of an item this run wrote, from the images it holds: a
@@ -114,10 +114,10 @@ func (sw sheetEnv) thumb(ctx context.Context, key string, src func() (*image.NRG
 		return err
 	}
 	var buf bytes.Buffer
-	if err := imaging.Encode(&buf, report.Thumbnail(img), "jpeg", 85); err != nil {
+	if err := imaging.Encode(&buf, render.Thumbnail(img), "jpeg", 85); err != nil {
 		return err
 	}
-	out := sw.b.out
+	out := sw.cat.out
 	opts := storage.WriteOptions{ContentType: "image/jpeg"}
 	if once {
 		err = out.bucket.WriteOnce(ctx, out.prefix+key, buf.Bytes(), opts)
@@ -137,7 +137,7 @@ var summaryName = regexp.MustCompile(`^shard-(\d+)-of-(\d+)\.([0-9TZ]+-[0-9a-f]+
 // reads nothing unless every shard of that count has a summary (so that the many shards of a
 // large run do not each read all the others'). It returns the summaries by shard and the count.
 func (sw sheetEnv) runSummaries(ctx context.Context, runID string, want int, complete bool) (map[int]Summary, int, error) {
-	out := sw.b.out
+	out := sw.cat.out
 	dir := out.prefix + runsDir + runID + "/"
 	type found struct {
 		key, attempt string
@@ -216,8 +216,8 @@ func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (
 	if err != nil || sums == nil {
 		return "", err
 	}
-	b := sw.b
-	x := report.Index{Title: b.m.Metadata.Name + ": contact sheet", RunID: runID, Manifest: storage.Redact(sw.cfg.ManifestURL)}
+	cat := sw.cat
+	x := render.Index{Title: cat.m.Metadata.Name + ": contact sheet", RunID: runID, Manifest: storage.Redact(sw.cfg.ManifestURL)}
 	var start, end time.Time
 	for _, i := range slices.Sorted(mapsKeys(sums)) {
 		s := sums[i]
@@ -236,11 +236,11 @@ func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (
 		if s.End.After(end) {
 			end = s.End
 		}
-		x.Shards = append(x.Shards, report.Shard{Index: s.Shard, Count: s.Shards, Attempt: s.Attempt, Planned: s.Planned, Done: s.Done,
+		x.Shards = append(x.Shards, render.Shard{Index: s.Shard, Count: s.Shards, Attempt: s.Attempt, Planned: s.Planned, Done: s.Done,
 			Skipped: s.Skipped, Stale: s.Stale, Failed: s.Failed, Interrupted: s.Interrupted, Stopped: s.Stopped, Pages: s.Pages, PairLogs: s.PairLogs})
 		for _, f := range s.Failures {
 			if len(x.Failures) < maxIndexFailures {
-				x.Failures = append(x.Failures, report.Failure{ID: f.ID, Content: f.Content, Style: f.Style, Preset: f.Preset, Op: f.Op, Error: f.Error})
+				x.Failures = append(x.Failures, render.Failure{ID: f.ID, Content: f.Content, Style: f.Style, Preset: f.Preset, Op: f.Op, Error: f.Error})
 			} else {
 				x.FailuresOmitted++
 			}
@@ -264,13 +264,13 @@ func writeIndexSheet(ctx context.Context, sw sheetEnv, runID string, want int) (
 			y.Shards[i].PairLogs = relLinks(k, y.Shards[i].PairLogs)
 		}
 		var buf bytes.Buffer
-		if err := report.WriteIndex(&buf, y); err != nil {
+		if err := render.WriteIndex(&buf, y); err != nil {
 			return "", err
 		}
-		if err := b.out.bucket.Write(sw.grace, b.out.prefix+k, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
+		if err := cat.out.bucket.Write(sw.grace, cat.out.prefix+k, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
 			return "", fmt.Errorf("write contact sheet: %w", err)
 		}
-		key = b.out.prefix + k
+		key = cat.out.prefix + k
 	}
 	return key, nil
 }
@@ -293,31 +293,31 @@ func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 	}
 }
 
-// WriteReport (re)writes the contact sheet of a run of cfg's batch (cfg.RunID, else the
+// WriteContactSheet (re)writes the contact sheet of a run of cfg's manifest (cfg.RunID, else the
 // default run ID) from what the bucket holds: the latest attempt of each shard's summary (of
-// the shard count of the most recent attempt). For a shard that ran without Config.Report it
+// the shard count of the most recent attempt). For a shard that ran without Config.ContactSheet it
 // first makes the pages from its pair log, and the thumbnails of the pairs it wrote from their
 // inputs and results. It lists nothing of the catalogue: its cost follows the run's work. It
-// returns the key of _report/index.html under the output URL. Errors are like PlanBatch's; a
+// returns the key of _report/index.html under the output URL. Errors are like PlanRun's; a
 // pair whose thumbnails cannot be made is shown without them.
-func WriteReport(ctx context.Context, cfg Config) (string, error) {
+func WriteContactSheet(ctx context.Context, cfg Config) (string, error) {
 	cfg.ShardIndex, cfg.ShardCount = 0, 1
 	cfg, err := cfg.withDefaults(false)
 	if err != nil {
 		return "", err
 	}
-	b, err := expand(ctx, cfg)
+	cat, err := expand(ctx, cfg)
 	if err != nil {
 		return "", err
 	}
-	defer b.buckets.close()
-	sw := sheetEnv{b: b, cfg: cfg, grace: ctx, log: cfg.Logger, made: &sync.Map{}}
-	sums, n, err := sw.runSummaries(ctx, b.runID, 0, false)
+	defer cat.buckets.close()
+	sw := sheetEnv{cat: cat, cfg: cfg, grace: ctx, log: cfg.Logger, made: &sync.Map{}}
+	sums, n, err := sw.runSummaries(ctx, cat.runID, 0, false)
 	if err != nil {
 		return "", err
 	}
 	if n == 0 {
-		return "", invalidf("run %s has no shard summaries under %s", b.runID, storage.Redact(b.out.url))
+		return "", invalidf("run %s has no shard summaries under %s", cat.runID, storage.Redact(cat.out.url))
 	}
 	for _, s := range sums {
 		if len(s.Pages) > 0 || len(s.PairLogs) == 0 {
@@ -327,13 +327,13 @@ func WriteReport(ctx context.Context, cfg Config) (string, error) {
 			return "", err
 		}
 	}
-	return writeIndexSheet(ctx, sw, b.runID, 0)
+	return writeIndexSheet(ctx, sw, cat.runID, 0)
 }
 
 // pagesFromLog makes a summary's pages (and the thumbnails of its done pairs) from its pair
 // log, then rewrites the summary with them.
 func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
-	out := sw.b.out
+	out := sw.cat.out
 	name := fmt.Sprintf("shard-%d-of-%d.%s", s.Shard, s.Shards, s.Attempt)
 	for k, logKey := range s.PairLogs {
 		data, _, err := out.bucket.Read(ctx, out.prefix+logKey, 256<<20)
@@ -341,7 +341,7 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 			return fmt.Errorf("read pair log: %w", err)
 		}
 		pageKey := fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k)
-		var rows []report.Row
+		var rows []render.Row
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
@@ -354,7 +354,7 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 				sw.thumbsFromBucket(ctx, p)
 			}
 		}
-		page := report.Page{Title: sw.b.m.Metadata.Name + ": contact sheet", RunID: s.RunID,
+		page := render.Page{Title: sw.cat.m.Metadata.Name + ": contact sheet", RunID: s.RunID,
 			Scope: fmt.Sprintf("shard %d of %d, attempt %s, page %d", s.Shard, s.Shards, s.Attempt, k+1),
 			Index: relLink(pageKey, runIndexKey(s.RunID)), Rows: rows}
 		if k > 0 {
@@ -364,7 +364,7 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 			page.Next = relLink(pageKey, fmt.Sprintf("%s%s/%s.%05d.html", sheetDir, s.RunID, name, k+1))
 		}
 		var buf bytes.Buffer
-		if err := report.WritePage(&buf, page); err != nil {
+		if err := render.WritePage(&buf, page); err != nil {
 			return err
 		}
 		if err := out.bucket.Write(sw.grace, out.prefix+pageKey, buf.Bytes(), storage.WriteOptions{ContentType: "text/html; charset=utf-8"}); err != nil {
@@ -381,14 +381,14 @@ func (sw sheetEnv) pagesFromLog(ctx context.Context, s Summary) error {
 
 // thumbsFromBucket makes a done pair's thumbnails by reading its inputs and result.
 func (sw sheetEnv) thumbsFromBucket(ctx context.Context, p SummaryPair) {
-	b := sw.b
+	cat := sw.cat
 	c, s, r := sw.thumbKeys(p.Pair)
 	for _, t := range []struct {
 		key  string
 		src  source
 		k    string
 		once bool
-	}{{c, b.contents, b.contents.prefix + p.Content, true}, {s, b.styles, b.styles.prefix + p.Style, true}, {r, b.out, b.out.prefix + p.Outputs.Image, false}} {
+	}{{c, cat.contents, cat.contents.prefix + p.Content, true}, {s, cat.styles, cat.styles.prefix + p.Style, true}, {r, cat.out, cat.out.prefix + p.Outputs.Image, false}} {
 		err := sw.thumb(ctx, t.key, func() (*image.NRGBA, error) {
 			lim := imaging.DefaultLimits()
 			data, _, err := t.src.bucket.Read(ctx, t.k, lim.MaxBytes)

@@ -27,9 +27,9 @@ func solidPNG(t testing.TB, w, h int, c color.NRGBA) []byte {
 	return pngBytes(t, img)
 }
 
-// sheetBatch runs a two-shard batch on file:// with Report set: two solid green contents and a
+// sheetRun runs a two-shard manifest on file:// with ContactSheet set: two solid green contents and a
 // broken one, one solid magenta style, one preset. It returns the output directory.
-func sheetBatch(t *testing.T) (out, manifest string) {
+func sheetRun(t *testing.T) (out, manifest string) {
 	t.Helper()
 	root := filepath.ToSlash(t.TempDir())
 	for _, f := range []struct {
@@ -64,7 +64,7 @@ spec:
   output: {url: "file://`+root+`/out/"}
 `)
 	for i := range 2 {
-		cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test", Report: true,
+		cfg := Config{ManifestURL: man, NewEngine: fakeEngine(fake.Engine{AnySize: true}), RunID: "r1", Version: "test", ContactSheet: true,
 			ShardIndex: i, ShardCount: 2}
 		rep, err := Run(t.Context(), cfg)
 		if err != nil {
@@ -116,9 +116,9 @@ func checkLinks(t *testing.T, name, html, dir string) []string {
 
 // TestContactSheetHTML: the run's index sums the shards and lists the failure's cause and every
 // page; the pages hold the pairs the run wrote or failed, linking only relatively to files that
-// exist; `WriteReport` regenerates the same index from the bucket.
+// exist; `WriteContactSheet` regenerates the same index from the bucket.
 func TestContactSheetHTML(t *testing.T) {
-	out, man := sheetBatch(t)
+	out, man := sheetRun(t)
 	index := filepath.Join(out, "_report", "index.html")
 	data, err := os.ReadFile(index)
 	if err != nil {
@@ -162,18 +162,18 @@ func TestContactSheetHTML(t *testing.T) {
 	if err := os.Remove(index); err != nil {
 		t.Fatal(err)
 	}
-	key, err := WriteReport(t.Context(), Config{ManifestURL: man, RunID: "r1"})
+	key, err := WriteContactSheet(t.Context(), Config{ManifestURL: man, RunID: "r1"})
 	if err != nil || key != SheetIndex {
-		t.Fatalf("WriteReport: %q, %v", key, err)
+		t.Fatalf("WriteContactSheet: %q, %v", key, err)
 	}
 	if again, err := os.ReadFile(index); err != nil || !bytes.Equal(again, data) {
 		t.Errorf("regenerated sheet differs (%v):\n%s", err, again)
 	}
 }
 
-// TestContactSheetPages: a run of 11 items in segments of 5 (report.PageSize in use) writes 3
+// TestContactSheetPages: a run of 11 items in segments of 5 (render.PageSize in use) writes 3
 // pages of at most a segment each, linked in order, and 3 pair log files; a run without
-// Config.Report writes none, and WriteReport makes them (and the thumbnails) from its pair log
+// Config.ContactSheet writes none, and WriteContactSheet makes them (and the thumbnails) from its pair log
 // afterwards.
 func TestContactSheetPages(t *testing.T) {
 	e := memEnv()
@@ -183,26 +183,26 @@ func TestContactSheetPages(t *testing.T) {
 		put(t, in, fmt.Sprintf("contents/c%04d.png", i), pngBytes(t, testImage(16, 16, i%7)))
 	}
 	put(t, in, "styles/wave.png", pngBytes(t, testImage(16, 16, 4)))
-	for _, withReport := range []bool{true, false} {
-		man := writeManifest(t, strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", fmt.Sprintf("mem://out/r%v/", withReport), ""),
+	for _, withSheet := range []bool{true, false} {
+		man := writeManifest(t, strings.Replace(manifestText("mem://in/contents/", "mem://in/styles/", fmt.Sprintf("mem://out/r%v/", withSheet), ""),
 			"  presets:\n    - {name: soft, styleWeight: 10}\n    - {name: bold, styleWeight: 1000}\n", "", 1))
 		cfg := e.config(man)
-		cfg.RunID = fmt.Sprintf("pages-%v", withReport)
-		cfg.Report, cfg.segment = withReport, seg
+		cfg.RunID = fmt.Sprintf("pages-%v", withSheet)
+		cfg.ContactSheet, cfg.segment = withSheet, seg
 		rep, err := Run(t.Context(), cfg)
 		if err != nil || rep.Done != n {
 			t.Fatalf("run: %v, %+v", err, rep)
 		}
-		if !withReport {
-			if key, err := WriteReport(t.Context(), cfg); err != nil || key != fmt.Sprintf("r%v/%s", withReport, SheetIndex) {
-				t.Fatalf("WriteReport: %q %v", key, err)
+		if !withSheet {
+			if key, err := WriteContactSheet(t.Context(), cfg); err != nil || key != fmt.Sprintf("r%v/%s", withSheet, SheetIndex) {
+				t.Fatalf("WriteContactSheet: %q %v", key, err)
 			}
 		}
 		out := e.bucket(t, e.out)
-		pre := fmt.Sprintf("r%v/", withReport)
+		pre := fmt.Sprintf("r%v/", withSheet)
 		sum := readSummary(t, out, rep.SummaryKey)
 		if len(sum.Pages) != 3 || len(sum.PairLogs) != 3 {
-			t.Fatalf("report %v: pages %v, pair logs %v", withReport, sum.Pages, sum.PairLogs)
+			t.Fatalf("sheet %v: pages %v, pair logs %v", withSheet, sum.Pages, sum.PairLogs)
 		}
 		rows := 0
 		for k, key := range sum.Pages {
@@ -227,7 +227,7 @@ func TestContactSheetPages(t *testing.T) {
 			t.Errorf("pages hold %d rows, want %d", rows, n)
 		}
 		if thumbs := len(keysUnder(t, out, pre+"_report/thumbs/r-")); thumbs < n {
-			t.Errorf("report %v: %d result thumbnails, want %d", withReport, thumbs, n)
+			t.Errorf("sheet %v: %d result thumbnails, want %d", withSheet, thumbs, n)
 		}
 	}
 }
@@ -272,7 +272,7 @@ func browse(t *testing.T, bin string, args ...string) []byte {
 // which only loaded images can put there).
 func TestContactSheetInBrowser(t *testing.T) {
 	bin := chromium(t)
-	out, _ := sheetBatch(t)
+	out, _ := sheetRun(t)
 	u := "file://" + out + "/_report/index.html"
 	dom := string(browse(t, bin, "--dump-dom", u))
 	if !strings.Contains(dom, `class="failure"`) || !strings.Contains(dom, "decode: content broken.png") {

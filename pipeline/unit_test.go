@@ -40,12 +40,12 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := expand(t.Context(), cfg)
+	cat, err := expand(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	err = b.forEachPair(t.Context(), func(p pairIn) error {
+	err = cat.forEachPair(t.Context(), func(p pairIn) error {
 		out = append(out, p.content.key+p.style.key)
 		return nil
 	})
@@ -127,7 +127,7 @@ func TestShardPartition(t *testing.T) {
 		cfg.ShardCount = n
 		seen := map[string]int{}
 		for i := range n {
-			p, err := PlanBatch(t.Context(), cfg, PlanOptions{Shard: i, Each: func(it PlanItem) error {
+			p, err := PlanRun(t.Context(), cfg, PlanOptions{Shard: i, Each: func(it PlanItem) error {
 				if it.Shard != i {
 					t.Errorf("n=%d: shard %d planned an item of shard %d", n, i, it.Shard)
 				}
@@ -218,7 +218,7 @@ func TestOutputKeys(t *testing.T) {
 
 // TestDuplicateOutputKeys: a.png and a.jpg would both write a__wave.png, and style
 // wave.loss.png's image would be wave.png's loss plot: those items fail, naming the others,
-// before any of them is written; the rest of the batch is done.
+// before any of them is written; the rest of the run is done.
 func TestDuplicateOutputKeys(t *testing.T) {
 	e := memEnv()
 	in := e.bucket(t, e.in)
@@ -289,6 +289,13 @@ func TestPresetParams(t *testing.T) {
 	if p.LR != 1 || p.Optimizer != transfer.LBFGS {
 		t.Errorf("lbfgs without lr: lr %v", p.LR)
 	}
+	// A layer's problem names the layer, at its line.
+	spec = manifests.Options{StyleLayers: manifests.StyleLayers{{Layer: "conv1_1", Weight: 1, Line: 8}, {Layer: "conv6_1", Weight: 1, Line: 9}},
+		Lines: map[string]int{"styleLayers": 7}}
+	_, err = PresetParams(spec, manifests.Preset{Name: "default"}, "spec.presets[0]")
+	if !errors.As(err, &me) || len(me.Problems) != 1 || !strings.HasPrefix(me.Problems[0].Error(), `line 9: spec.params.styleLayers.conv6_1: unknown layer "conv6_1"`) {
+		t.Errorf("unknown style layer: %v", err)
+	}
 	// Precedence: defaults < spec.params < preset.
 	spec = manifests.Options{StyleWeight: f(5), TVWeight: f(2)}
 	p, err = PresetParams(spec, manifests.Preset{Name: "y", Options: manifests.Options{StyleWeight: f(9)}}, "spec.presets[1]")
@@ -305,7 +312,7 @@ func TestPlan(t *testing.T) {
 	man := writeManifest(t, manifestText("mem://in/contents/", "mem://in/styles/", "mem://out/", ""))
 	cfg := e.config(man)
 	cfg.ShardCount = 2
-	p, err := PlanBatch(t.Context(), cfg, PlanOptions{Shard: -1})
+	p, err := PlanRun(t.Context(), cfg, PlanOptions{Shard: -1})
 	if err != nil || p.Total.Items != 12 || p.Total.New != 12 || p.Total.Work != 12*4*16*16 || len(p.Shards) != 2 ||
 		p.Shards[0].Items+p.Shards[1].Items != 12 {
 		t.Fatalf("plan %+v (%v)", p, err)
@@ -315,7 +322,7 @@ func TestPlan(t *testing.T) {
 	if _, err := Run(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	p, err = PlanBatch(t.Context(), cfg, PlanOptions{Shard: -1})
+	p, err = PlanRun(t.Context(), cfg, PlanOptions{Shard: -1})
 	if err != nil || p.Total.Done != one || p.Shards[1].Done != one || p.Shards[0].Done != 0 || p.Total.TodoWork != int64(12-one)*4*16*16 {
 		t.Fatalf("plan after shard 1: %+v (%v)", p, err)
 	}
@@ -328,7 +335,7 @@ func TestConfigValidation(t *testing.T) {
 	for _, c := range []Config{
 		{},
 		{ManifestURL: "m.yaml", ShardIndex: 2, ShardCount: 2, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
-		{ManifestURL: "m.yaml", GPUJobs: -1, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
+		{ManifestURL: "m.yaml", Lanes: -1, NewEngine: fakeEngine(fake.Engine{AnySize: true})},
 		{ManifestURL: "m.yaml"}, // no engine
 	} {
 		if _, err := Run(t.Context(), c); !errors.Is(err, ErrInvalid) {

@@ -13,21 +13,21 @@ import (
 
 // engineSpec makes the weights available locally, downloading them into cfg.CacheDir once per
 // machine (as <sha256>.pth, verified), and returns what NewEngine needs.
-func (b *batch) engineSpec(ctx context.Context) (EngineSpec, error) {
-	w := &b.weights
+func (cat *catalogue) engineSpec(ctx context.Context) (EngineSpec, error) {
+	w := &cat.weights
 	if w.random {
 		return EngineSpec{Random: true, RandomSeed: w.seed}, nil
 	}
-	if err := os.MkdirAll(b.cfg.CacheDir, 0o755); err != nil {
+	if err := os.MkdirAll(cat.cfg.CacheDir, 0o755); err != nil {
 		return EngineSpec{}, fmt.Errorf("weights cache: %w", err)
 	}
 	if w.sha256 != "" {
-		p := filepath.Join(b.cfg.CacheDir, w.sha256+".pth")
+		p := filepath.Join(cat.cfg.CacheDir, w.sha256+".pth")
 		if _, err := os.Stat(p); err == nil {
 			return EngineSpec{WeightsPath: p, SHA256: w.sha256}, nil // verified when it was stored
 		}
 	}
-	b.cfg.Logger.Info("downloading weights", "url", storage.Redact(w.url), "bytes", w.size)
+	cat.cfg.Logger.Info("downloading weights", "url", storage.Redact(w.url), "bytes", w.size)
 	data, _, err := w.bucket.Read(ctx, w.key, 0)
 	if err != nil {
 		return EngineSpec{}, fmt.Errorf("spec.model.weights: %w", err)
@@ -37,11 +37,11 @@ func (b *batch) engineSpec(ctx context.Context) (EngineSpec, error) {
 	if w.sha256 != "" && got != w.sha256 {
 		return EngineSpec{}, invalidf("spec.model.weights %s: sha256 is %s, the manifest says %s", storage.Redact(w.url), got, w.sha256)
 	}
-	p := filepath.Join(b.cfg.CacheDir, got+".pth")
+	p := filepath.Join(cat.cfg.CacheDir, got+".pth")
 	if _, err := os.Stat(p); err == nil {
 		return EngineSpec{WeightsPath: p, SHA256: got}, nil
 	}
-	tmp, err := os.CreateTemp(b.cfg.CacheDir, ".weights-*")
+	tmp, err := os.CreateTemp(cat.cfg.CacheDir, ".weights-*")
 	if err != nil {
 		return EngineSpec{}, fmt.Errorf("weights cache: %w", err)
 	}

@@ -1,10 +1,37 @@
 // Package transfer holds what the style-transfer engine is asked and what it answers: Params,
-// Request, Result, the Optimizer interface, and what every engine shares so that they behave
+// Request, Result, the Engine interface, and what every engine shares so that they behave
 // alike: request checks (Request.Validate), the pyramid of sizes (Pyramid) and the step
 // bookkeeping (Steps). The libtorch engine lives in transfer/torch, the engine in child
 // processes in transfer/worker, a pure-Go fake for tests in transfer/fake, and the contract
 // they all pass in transfer/transfertest. This package imports only transfer/imaging (pure
 // Go) and no cgo, so the pipeline builds and tests without libtorch.
+//
+// # Engine parameters
+//
+// Params holds the engine parameters, and ParamTable defines each one once: its name in
+// manifests and in Params' JSON, its field, its flag and NST_ variable (nst stylize; derived
+// from the name), its usage line, its default (DefaultParams) and its validation, which reports
+// typed *FieldError values. Manifests (through the pipeline) and nst stylize's flags resolve
+// their settings the same way, with Resolve. Adding a parameter touches three files:
+//
+//  1. transfer/params.go (this file): the Params field with its JSON tag, ",omitempty" and a
+//     zero value that means what the engine did without it: Digest hashes Params' JSON, so
+//     any other default would change the digest, and so the output IDs, of every existing
+//     manifest. Then its entry in paramTable:
+//
+//     param("contentBlur", "blur the content loss's target by this many pixels",
+//     func(p *Params) *float64 { return &p.ContentBlur }, nonNegative),
+//
+//  2. manifests/options.go: the Options field, a pointer to the same type (a slice stays a
+//     slice) tagged with the same name: `yaml:"contentBlur"`.
+//
+//  3. docs/manifest.md: its row in the table of spec.params, in paramTable's order.
+//
+// Then the engines use it (transfer/torch, transfer/fake). Nothing else changes: the flag
+// --content-blur and NST_CONTENT_BLUR, manifest decoding and merging, problems with their
+// manifest line, provenance and the digest follow from the table; tests fail if the table,
+// Params, manifests.Options or the docs disagree. A parameter of a Go type no parameter has
+// yet also needs its flag type in cmd/nst (paramFlags.register).
 package transfer
 
 import (
@@ -14,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -179,104 +207,322 @@ const (
 	MaxScale = 8
 )
 
-// Validate reports every problem with p at once, each naming its field.
+// A Param is one engine parameter, as every source of Params states it: manifests
+// (spec.params and presets, in pipeline), nst stylize's flags and their NST_ variables (in
+// cmd/nst). ParamTable lists them all; see the package documentation for adding one.
+type Param struct {
+	// Name is the parameter's name in manifests and in Params' JSON (lower camel case, such
+	// as "styleWeight"). Its flag is Flag(), its environment variable NST_ and Flag() in upper
+	// case with underscores.
+	Name string
+	// Usage is the parameter's line in --help.
+	Usage string
+
+	field func(*Params) any                             // a pointer to the parameter's field of p
+	get   func(Params) any                              // the field's value
+	set   func(p *Params, v any) bool                   // sets the field to v if v has its type
+	copy  func(dst *Params, src Params)                 // copies the field of src to dst
+	check func(p Params, bad func(int, string, ...any)) // reports what is wrong with the field
+}
+
+// Flag is the name of the parameter's flag: Name in kebab case ("styleWeight": "style-weight").
+func (d Param) Flag() string {
+	var b strings.Builder
+	for _, r := range d.Name {
+		if r >= 'A' && r <= 'Z' {
+			b.WriteByte('-')
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Field returns a pointer to the parameter's field of p: *int, *int64, *float64, *bool,
+// *string, *[]int, *[]float64 or *[]LayerWeight.
+func (d Param) Field(p *Params) any { return d.field(p) }
+
+// Set sets the parameter's field of p to v, which must have the field's type (int for
+// *int, and so on); it reports whether it did.
+func (d Param) Set(p *Params, v any) bool { return d.set(p, v) }
+
+// Default is the parameter's value in DefaultParams (an int for *int, and so on).
+func (d Param) Default() any { return d.get(DefaultParams()) }
+
+// validate returns the problems with the parameter's field of p.
+func (d Param) validate(p Params) []*FieldError {
+	if d.check == nil {
+		return nil
+	}
+	var out []*FieldError
+	d.check(p, func(index int, format string, a ...any) {
+		out = append(out, &FieldError{Field: d.Name, Index: index, Msg: fmt.Sprintf(format, a...)})
+	})
+	return out
+}
+
+// A FieldError is a problem with one parameter of Params (Validate).
+type FieldError struct {
+	Field string // the parameter's Name, such as "styleLayers"
+	Index int    // the element at fault of a list parameter, or -1 for the whole value
+	Msg   string // what is wrong, without the field's name
+}
+
+func (e *FieldError) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("%s[%d]: %s", e.Field, e.Index, e.Msg)
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// FieldErrors returns the *FieldError values in err (a Validate error), in order.
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(err error) {
+		if fe, ok := err.(*FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		} else if e := errors.Unwrap(err); e != nil {
+			walk(e)
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+// param defines a parameter of Go type T stored at field; check (nil: any value is valid)
+// calls bad(index, format, args...) for each problem, index -1 for the whole value.
+func param[T any](name, usage string, field func(*Params) *T, check func(p Params, v T, bad func(int, string, ...any))) Param {
+	d := Param{
+		Name: name, Usage: usage,
+		field: func(p *Params) any { return field(p) },
+		get:   func(p Params) any { return *field(&p) },
+		set: func(p *Params, v any) bool {
+			t, ok := v.(T)
+			if ok {
+				*field(p) = t
+			}
+			return ok
+		},
+		copy: func(dst *Params, src Params) { *field(dst) = *field(&src) },
+	}
+	if check != nil {
+		d.check = func(p Params, bad func(int, string, ...any)) { check(p, *field(&p), bad) }
+	}
+	return d
+}
+
+// Checks shared by several parameters.
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func intIn(lo, hi int) func(Params, int, func(int, string, ...any)) {
+	return func(_ Params, v int, bad func(int, string, ...any)) {
+		if v < lo || v > hi {
+			bad(-1, "%d is outside %d..%d", v, lo, hi)
+		}
+	}
+}
+
+func nonNegative(_ Params, v float64, bad func(int, string, ...any)) {
+	if !finite(v) || v < 0 {
+		bad(-1, "%v must be a finite number >= 0", v)
+	}
+}
+
+func oneOf(want ...string) func(Params, string, func(int, string, ...any)) {
+	return func(_ Params, v string, bad func(int, string, ...any)) {
+		if !slices.Contains(want, v) {
+			bad(-1, "%q is not %s or %s", v, strings.Join(want[:len(want)-1], ", "), want[len(want)-1])
+		}
+	}
+}
+
+func knownLayer(_ Params, v string, bad func(int, string, ...any)) {
+	if LayerIndex(v) < 0 {
+		bad(-1, "unknown layer %q (want one of %s)", v, strings.Join(vggLayers, ", "))
+	}
+}
+
+// paramTable is every engine parameter, in the order of nst stylize --help. A test checks
+// that it covers each field of Params once.
+var paramTable = []Param{
+	param("size", "longest side of the output in pixels (a smaller content keeps its size; 0: no limit)",
+		func(p *Params) *int { return &p.Size }, intIn(0, MaxSize)),
+	param("steps", "optimiser steps (per scale)",
+		func(p *Params) *int { return &p.Steps }, intIn(1, MaxSteps)),
+	param("optimizer", "adam (the seed's) or lbfgs",
+		func(p *Params) *string { return &p.Optimizer }, oneOf(Adam, LBFGS)),
+	param("lr", "learning rate (default 0.003 for adam, 1 for lbfgs)",
+		func(p *Params) *float64 { return &p.LR }, func(_ Params, v float64, bad func(int, string, ...any)) {
+			if !finite(v) || v <= 0 {
+				bad(-1, "%v must be a positive number", v)
+			}
+		}),
+	param("contentWeight", "alpha: weight of the content loss",
+		func(p *Params) *float64 { return &p.ContentWeight }, nonNegative),
+	param("styleWeight", "beta: weight of the style loss",
+		func(p *Params) *float64 { return &p.StyleWeight }, nonNegative),
+	param("tvWeight", "weight of the total-variation loss",
+		func(p *Params) *float64 { return &p.TVWeight }, nonNegative),
+	param("contentLayer", "VGG19 layer of the content loss",
+		func(p *Params) *string { return &p.ContentLayer }, knownLayer),
+	param("styleLayers", "style layers and weights, name:w,...",
+		func(p *Params) *[]LayerWeight { return &p.StyleLayers }, func(_ Params, v []LayerWeight, bad func(int, string, ...any)) {
+			if len(v) == 0 {
+				bad(-1, "at least one layer is needed")
+			}
+			seen := map[string]bool{}
+			for i, l := range v {
+				if LayerIndex(l.Layer) < 0 {
+					bad(i, "unknown layer %q (want one of %s)", l.Layer, strings.Join(vggLayers, ", "))
+				}
+				if seen[l.Layer] {
+					bad(i, "layer %q listed twice", l.Layer)
+				}
+				seen[l.Layer] = true
+				if !finite(l.Weight) || l.Weight < 0 {
+					bad(i, "%s's weight %v must be a finite number >= 0", l.Layer, l.Weight)
+				}
+			}
+		}),
+	param("init", "starting image: content, noise or style",
+		func(p *Params) *string { return &p.Init }, oneOf(InitContent, InitNoise, InitStyle)),
+	param("seed", "seed for noise init (runs repeat on one machine)",
+		func(p *Params) *int64 { return &p.Seed }, nil),
+	param("styleBlend", "weights of several styles, w1,w2,... (default equal)",
+		func(p *Params) *[]float64 { return &p.StyleBlend }, func(_ Params, v []float64, bad func(int, string, ...any)) {
+			for i, w := range v {
+				if !finite(w) || w < 0 {
+					bad(i, "%v must be a finite number >= 0", w)
+				}
+			}
+			if len(v) > 0 && sum(v) == 0 {
+				bad(-1, "the weights add up to 0")
+			}
+		}),
+	param("styleScale", "style size relative to the content (1: the content's shape, as the seed)",
+		func(p *Params) *float64 { return &p.StyleScale }, func(_ Params, v float64, bad func(int, string, ...any)) {
+			if !finite(v) || v < 0 || v > 8 {
+				bad(-1, "%v is outside 0..8", v)
+			}
+		}),
+	param("preserveColors", "keep the content's colours (luminance-only transfer)",
+		func(p *Params) *bool { return &p.PreserveColors }, nil),
+	param("scales", "coarse-to-fine pyramid levels",
+		func(p *Params) *int { return &p.Scales }, intIn(0, MaxScale)),
+	param("precision", "fp32 (the seed's, the default) or bf16 (faster VGG19 where the CPU/GPU has bfloat16; losses within ~1% of fp32)",
+		func(p *Params) *string { return &p.Precision }, func(_ Params, v string, bad func(int, string, ...any)) {
+			if v != "" && v != FP32 && v != BF16 {
+				bad(-1, "%q is not fp32 or bf16", v)
+			}
+		}),
+	param("history", "L-BFGS history size",
+		func(p *Params) *int { return &p.History }, func(p Params, v int, bad func(int, string, ...any)) {
+			if p.Optimizer == LBFGS && (v < 1 || v > 1000) {
+				bad(-1, "%d is outside 1..1000", v)
+			}
+		}),
+	param("tolerance", "L-BFGS: stop when the loss or step changes less than this",
+		func(p *Params) *float64 { return &p.Tolerance }, func(p Params, v float64, bad func(int, string, ...any)) {
+			if p.Optimizer == LBFGS {
+				nonNegative(p, v, bad)
+			}
+		}),
+	param("scaleSteps", "steps of each coarser scale, coarsest first (scales minus 1 values; the last scale runs steps)",
+		func(p *Params) *[]int { return &p.ScaleSteps }, func(p Params, v []int, bad func(int, string, ...any)) {
+			if len(v) > 0 && len(v) != max(p.Scales, 1)-1 {
+				bad(-1, "%d values for %d scales (want one per scale before the last, coarsest first)", len(v), max(p.Scales, 1))
+			}
+			for i, n := range v {
+				if n < 1 || n > MaxSteps {
+					bad(i, "%d is outside 1..%d", n, MaxSteps)
+				}
+			}
+		}),
+	param("stopTolerance", "end a scale early once the total loss falls by less than this fraction over stop-window steps (0: off)",
+		func(p *Params) *float64 { return &p.StopTolerance }, func(_ Params, v float64, bad func(int, string, ...any)) {
+			if !finite(v) || v < 0 || v >= 1 {
+				bad(-1, "%v is outside [0, 1) (a fraction of the loss; 0: off)", v)
+			}
+		}),
+	param("stopWindow", "steps over which stop-tolerance measures the loss's fall",
+		func(p *Params) *int { return &p.StopWindow }, func(p Params, v int, bad func(int, string, ...any)) {
+			if v < 0 || v > MaxSteps {
+				bad(-1, "%d is outside 0..%d", v, MaxSteps)
+			} else if p.StopTolerance > 0 && v < 1 {
+				bad(-1, "%d: a stopTolerance needs a window of at least 1 step", v)
+			}
+		}),
+	param("schedule", "named schedule: "+scheduleHelp()+"; settings given with it override its settings",
+		func(p *Params) *string { return &p.Schedule }, func(_ Params, v string, bad func(int, string, ...any)) {
+			if _, ok := LookupSchedule(v); v != "" && !ok {
+				bad(-1, "%q is not one of %s", v, strings.Join(ScheduleNames(), ", "))
+			}
+		}),
+}
+
+// scheduleHelp lists the named schedules for the schedule parameter's usage.
+func scheduleHelp() string {
+	var parts []string
+	for _, s := range schedules {
+		parts = append(parts, s.Name+" ("+s.Summary+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ParamTable returns every engine parameter, in the order of nst stylize --help.
+func ParamTable() []Param { return slices.Clone(paramTable) }
+
+// LookupParam returns the parameter called name (its manifest name, such as "styleWeight").
+func LookupParam(name string) (Param, bool) {
+	for _, d := range paramTable {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Param{}, false
+}
+
+// Resolve returns the parameters a source states, the same way for manifests and flags:
+// DefaultParams; then, if set("schedule"), the settings of the schedule given.Schedule names
+// (Schedule.Apply; an unknown name is left for Validate to report); then the value in given
+// of every parameter set reports as set, so that settings given explicitly override the
+// schedule's. Choosing lbfgs explicitly without an lr sets lr to 1, L-BFGS's usual step. The
+// result may share slices with given; it is not validated.
+func Resolve(given Params, set func(name string) bool) Params {
+	p := DefaultParams()
+	if set("schedule") {
+		if s, ok := LookupSchedule(given.Schedule); ok {
+			s.Apply(&p)
+		}
+	}
+	for _, d := range paramTable {
+		if set(d.Name) {
+			d.copy(&p, given)
+		}
+	}
+	if set("optimizer") && p.Optimizer == LBFGS && !set("lr") {
+		p.LR = 1
+	}
+	return p
+}
+
+// Validate reports every problem with p at once: each is a *FieldError naming its parameter
+// (errors.As, or Unwrap() []error on the joined error), in ParamTable's order.
 func (p Params) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-	if p.Size < 0 || p.Size > MaxSize {
-		bad("size: %d is outside 0..%d", p.Size, MaxSize)
-	}
-	if p.Steps < 1 || p.Steps > MaxSteps {
-		bad("steps: %d is outside 1..%d", p.Steps, MaxSteps)
-	}
-	switch p.Optimizer {
-	case Adam, LBFGS:
-	default:
-		bad("optimizer: %q is not adam or lbfgs", p.Optimizer)
-	}
-	if !finite(p.LR) || p.LR <= 0 {
-		bad("lr: %v must be a positive number", p.LR)
-	}
-	for _, w := range []struct {
-		name string
-		v    float64
-	}{{"contentWeight", p.ContentWeight}, {"styleWeight", p.StyleWeight}, {"tvWeight", p.TVWeight}} {
-		if !finite(w.v) || w.v < 0 {
-			bad("%s: %v must be a finite number >= 0", w.name, w.v)
-		}
-	}
-	if LayerIndex(p.ContentLayer) < 0 {
-		bad("contentLayer: unknown layer %q (want one of %s)", p.ContentLayer, strings.Join(vggLayers, ", "))
-	}
-	if len(p.StyleLayers) == 0 {
-		bad("styleLayers: at least one layer is needed")
-	}
-	seen := map[string]bool{}
-	for i, l := range p.StyleLayers {
-		if LayerIndex(l.Layer) < 0 {
-			bad("styleLayers[%d]: unknown layer %q (want one of %s)", i, l.Layer, strings.Join(vggLayers, ", "))
-		}
-		if seen[l.Layer] {
-			bad("styleLayers[%d]: layer %q listed twice", i, l.Layer)
-		}
-		seen[l.Layer] = true
-		if !finite(l.Weight) || l.Weight < 0 {
-			bad("styleLayers[%d] (%s): weight %v must be a finite number >= 0", i, l.Layer, l.Weight)
-		}
-	}
-	switch p.Init {
-	case InitContent, InitNoise, InitStyle:
-	default:
-		bad("init: %q is not content, noise or style", p.Init)
-	}
-	for i, w := range p.StyleBlend {
-		if !finite(w) || w < 0 {
-			bad("styleBlend[%d]: %v must be a finite number >= 0", i, w)
-		}
-	}
-	if len(p.StyleBlend) > 0 && sum(p.StyleBlend) == 0 {
-		bad("styleBlend: the weights add up to 0")
-	}
-	if !finite(p.StyleScale) || p.StyleScale < 0 || p.StyleScale > 8 {
-		bad("styleScale: %v is outside 0..8", p.StyleScale)
-	}
-	switch p.Precision {
-	case "", FP32, BF16:
-	default:
-		bad("precision: %q is not fp32 or bf16", p.Precision)
-	}
-	if p.Scales < 0 || p.Scales > MaxScale {
-		bad("scales: %d is outside 0..%d", p.Scales, MaxScale)
-	}
-	if len(p.ScaleSteps) > 0 && len(p.ScaleSteps) != max(p.Scales, 1)-1 {
-		bad("scaleSteps: %d values for %d scales (want one per scale before the last, coarsest first)", len(p.ScaleSteps), max(p.Scales, 1))
-	}
-	for i, n := range p.ScaleSteps {
-		if n < 1 || n > MaxSteps {
-			bad("scaleSteps[%d]: %d is outside 1..%d", i, n, MaxSteps)
-		}
-	}
-	if !finite(p.StopTolerance) || p.StopTolerance < 0 || p.StopTolerance >= 1 {
-		bad("stopTolerance: %v is outside [0, 1) (a fraction of the loss; 0: off)", p.StopTolerance)
-	}
-	if p.StopWindow < 0 || p.StopWindow > MaxSteps {
-		bad("stopWindow: %d is outside 0..%d", p.StopWindow, MaxSteps)
-	} else if p.StopTolerance > 0 && p.StopWindow < 1 {
-		bad("stopWindow: %d: a stopTolerance needs a window of at least 1 step", p.StopWindow)
-	}
-	if p.Schedule != "" {
-		if _, ok := LookupSchedule(p.Schedule); !ok {
-			bad("schedule: %q is not one of %s", p.Schedule, strings.Join(ScheduleNames(), ", "))
-		}
-	}
-	if p.Optimizer == LBFGS {
-		if p.History < 1 || p.History > 1000 {
-			bad("history: %d is outside 1..1000", p.History)
-		}
-		if !finite(p.Tolerance) || p.Tolerance < 0 {
-			bad("tolerance: %v must be a finite number >= 0", p.Tolerance)
+	for _, d := range paramTable {
+		for _, fe := range d.validate(p) {
+			errs = append(errs, fe)
 		}
 	}
 	return errors.Join(errs...)

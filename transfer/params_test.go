@@ -65,7 +65,7 @@ func TestValidate(t *testing.T) {
 		{"no style layers", func(p *Params) { p.StyleLayers = nil }, []string{"styleLayers: at least one layer is needed"}},
 		{"style layer twice and unknown", func(p *Params) {
 			p.StyleLayers = []LayerWeight{{"conv1_1", 1}, {"conv1_1", 1}, {"pool1", 1}, {"conv2_1", -2}}
-		}, []string{`styleLayers[1]: layer "conv1_1" listed twice`, `styleLayers[2]: unknown layer "pool1"`, "styleLayers[3] (conv2_1): weight -2"}},
+		}, []string{`styleLayers[1]: layer "conv1_1" listed twice`, `styleLayers[2]: unknown layer "pool1"`, "styleLayers[3]: conv2_1's weight -2"}},
 		{"init", func(p *Params) { p.Init = "random" }, []string{`init: "random" is not content, noise or style`}},
 		{"blend negative", func(p *Params) { p.StyleBlend = []float64{2, -1} }, []string{"styleBlend[1]: -1"}},
 		{"blend zero", func(p *Params) { p.StyleBlend = []float64{0, 0} }, []string{"styleBlend: the weights add up to 0"}},
@@ -157,30 +157,35 @@ func TestDigest(t *testing.T) {
 	if q := DefaultParams(); q.Digest() != p.Digest() {
 		t.Error("equal params, different digests")
 	}
+	// Every field, through the table, so that a new parameter is checked too; and the order
+	// and weights of the style layers.
 	edits := map[string]func(*Params){
-		"size":           func(p *Params) { p.Size++ },
-		"steps":          func(p *Params) { p.Steps++ },
-		"optimizer":      func(p *Params) { p.Optimizer = LBFGS },
-		"lr":             func(p *Params) { p.LR *= 1.0000001 },
-		"contentWeight":  func(p *Params) { p.ContentWeight = 2 },
-		"styleWeight":    func(p *Params) { p.StyleWeight = 1e5 },
-		"tvWeight":       func(p *Params) { p.TVWeight = 1e-6 },
-		"contentLayer":   func(p *Params) { p.ContentLayer = "conv5_2" },
-		"layer weight":   func(p *Params) { p.StyleLayers[4].Weight = 0.2 },
-		"layer order":    func(p *Params) { p.StyleLayers[0], p.StyleLayers[1] = p.StyleLayers[1], p.StyleLayers[0] },
-		"init":           func(p *Params) { p.Init = InitNoise },
-		"seed":           func(p *Params) { p.Seed = 1 },
-		"styleBlend":     func(p *Params) { p.StyleBlend = []float64{1} },
-		"styleScale":     func(p *Params) { p.StyleScale = 0.5 },
-		"preserveColors": func(p *Params) { p.PreserveColors = true },
-		"scales":         func(p *Params) { p.Scales = 2 },
-		"history":        func(p *Params) { p.History = 5 },
-		"tolerance":      func(p *Params) { p.Tolerance = 1e-8 },
-		"precision":      func(p *Params) { p.Precision = BF16 },
-		"scaleSteps":     func(p *Params) { p.Scales, p.ScaleSteps = 2, []int{300} },
-		"stopTolerance":  func(p *Params) { p.StopTolerance = 1e-3 },
-		"stopWindow":     func(p *Params) { p.StopWindow = 10 },
-		"schedule":       func(p *Params) { p.Schedule = "seed" },
+		"layer weight": func(p *Params) { p.StyleLayers[4].Weight = 0.2 },
+		"layer order":  func(p *Params) { p.StyleLayers[0], p.StyleLayers[1] = p.StyleLayers[1], p.StyleLayers[0] },
+	}
+	for _, d := range ParamTable() {
+		edits[d.Name] = func(p *Params) {
+			switch v := d.Field(p).(type) {
+			case *int:
+				*v++
+			case *int64:
+				*v++
+			case *float64:
+				*v = *v*1.0000001 + 1e-12
+			case *bool:
+				*v = !*v
+			case *string:
+				*v += "x"
+			case *[]int:
+				*v = append(*v, 1)
+			case *[]float64:
+				*v = append(*v, 1)
+			case *[]LayerWeight:
+				*v = append(*v, LayerWeight{"conv5_2", 1})
+			default:
+				t.Fatalf("parameter %s: no edit for %T", d.Name, v)
+			}
+		}
 	}
 	seen := map[string]string{p.Digest(): "defaults"}
 	for name, edit := range edits {
@@ -192,8 +197,8 @@ func TestDigest(t *testing.T) {
 		}
 		seen[d] = name
 	}
-	if n := reflect.TypeOf(Params{}).NumField(); n != len(edits)-1 { // two edits of StyleLayers
-		t.Errorf("Params has %d fields but %d are checked for digest sensitivity", n, len(edits))
+	if n := reflect.TypeOf(Params{}).NumField(); n != len(edits)-2 {
+		t.Errorf("Params has %d fields but %d are checked for digest sensitivity", n, len(edits)-2)
 	}
 }
 

@@ -113,18 +113,18 @@ type Info struct {
 	MemoryFormat string `json:"memory_format,omitempty"`
 }
 
-// Optimizer is a style-transfer engine. Implementations must be safe for concurrent Stylize
+// Engine is a style-transfer engine. Implementations must be safe for concurrent Stylize
 // calls; each call is independent.
-type Optimizer interface {
+type Engine interface {
 	Stylize(ctx context.Context, req Request) (*Result, error)
 	Info() Info
 }
 
-// BatchOptimizer is an Optimizer that can also run several requests together (e.g. one GPU
+// BatchEngine is an Engine that can also run several requests together (e.g. one GPU
 // forward/backward for several images). Results and errors are per request, in order; a
 // failure of one request does not fail the others.
-type BatchOptimizer interface {
-	Optimizer
+type BatchEngine interface {
+	Engine
 	StylizeBatch(ctx context.Context, reqs []Request) ([]*Result, []error)
 }
 

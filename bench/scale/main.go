@@ -89,7 +89,7 @@ func main() {
 		}
 		rows = append(rows, r...)
 	}
-	report(rows)
+	printTable(rows)
 }
 
 // row is one phase at one size.
@@ -216,7 +216,7 @@ func measure(n, newContents, replacePairs int, nstBin, phases string) ([]row, er
 			return nil, err
 		}
 	}
-	man, err := writeManifest(dir, "batch.yaml", e, 0)
+	man, err := writeManifest(dir, "manifest.yaml", e, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +242,7 @@ func measure(n, newContents, replacePairs int, nstBin, phases string) ([]row, er
 	// of writes would take hours of the emulator's time).
 	log.Printf("%d pairs: seeding the done index", n)
 	seeded := 0
-	_, err = pipeline.PlanBatch(context.Background(), pipeline.Config{ManifestURL: man}, pipeline.PlanOptions{Shard: -1,
+	_, err = pipeline.PlanRun(context.Background(), pipeline.Config{ManifestURL: man}, pipeline.PlanOptions{Shard: -1,
 		Each: func(it pipeline.PlanItem) error {
 			seeded++
 			return e.put("out", "r/_index/v1/"+it.Slot+"."+it.ID+".0000000000000000", nil)
@@ -407,14 +407,14 @@ func child(args []string) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, GPUJobs: runtime.NumCPU(), ShardCount: *shardCount,
-		NewEngine: func(context.Context, pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
+	cfg := pipeline.Config{ManifestURL: man, RunID: "scale", Version: "bench", IOJobs: 8, Lanes: runtime.NumCPU(), ShardCount: *shardCount,
+		NewEngine: func(context.Context, pipeline.EngineSpec) (transfer.Engine, func() error, error) {
 			return fake.Engine{}, nil, nil
 		}}
 	var res childResult
 	switch mode {
 	case "plan":
-		p, err := pipeline.PlanBatch(ctx, cfg, pipeline.PlanOptions{Shard: -1})
+		p, err := pipeline.PlanRun(ctx, cfg, pipeline.PlanOptions{Shard: -1})
 		if err != nil {
 			return err
 		}
@@ -461,8 +461,8 @@ func (doneCounter) PairStarted(string)               {}
 func (doneCounter) PairStep(string, int, int)        {}
 func (f doneCounter) PairDone(r pipeline.PairResult) { f(r) }
 
-// report prints the rows as a markdown table, with the larger size's ratio to the smaller.
-func report(rows []row) {
+// printTable prints the rows as a markdown table, with the larger size's ratio to the smaller.
+func printTable(rows []row) {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	fmt.Fprintf(w, "Machine: %d CPUs, load average at the end: %s\n\n", runtime.NumCPU(), loadavg())

@@ -42,8 +42,8 @@ func (e usageError) Unwrap() []error {
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// batchErr marks the pipeline's invalid-manifest errors as usage errors (exit 2).
-func batchErr(err error) error {
+// invalidAsUsage marks the pipeline's invalid-manifest errors as usage errors (exit 2).
+func invalidAsUsage(err error) error {
 	if errors.Is(err, pipeline.ErrInvalid) {
 		return usageError{err}
 	}
@@ -86,11 +86,16 @@ func (c *commonFlags) register(fs *pflag.FlagSet) {
 }
 
 // applyEnv sets every flag not given on the command line from NST_<NAME> (upper case, dashes
-// as underscores), the way Kubernetes passes settings; flags win.
-func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+// as underscores), the way Kubernetes passes settings; flags win. It then hands the value of
+// each deprecated name (deprecatedAlias) given on the command line or in NST_<OLD> to the flag
+// that replaces it, unless that flag was given as strongly (the command line beats the
+// environment, and the new name the old); it returns a warning for each deprecated name used.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) (warnings []string, err error) {
+	given := map[string]bool{} // on the command line
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		if given[f.Name] || replacedBy(f) != "" {
 			return
 		}
 		name := envName(f.Name)
@@ -102,7 +107,60 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 			errs = append(errs, fmt.Errorf("%s=%q: %v", name, v, err))
 		}
 	})
-	return errors.Join(errs...)
+	fs.VisitAll(func(f *pflag.Flag) {
+		repl := replacedBy(f)
+		if repl == "" {
+			return
+		}
+		oldEnv, newEnv := envName(f.Name), envName(repl)
+		var what, v string
+		var beaten bool
+		switch {
+		case given[f.Name]:
+			what, v = "--"+f.Name, f.Value.String()
+			warnings = append(warnings, fmt.Sprintf("%s is deprecated: use --%s", what, repl))
+			beaten = given[repl]
+		case getenv(oldEnv) != "":
+			what, v = oldEnv, getenv(oldEnv)
+			warnings = append(warnings, fmt.Sprintf("%s is deprecated: use %s", what, newEnv))
+			beaten = given[repl] || getenv(newEnv) != ""
+		default:
+			return
+		}
+		if beaten {
+			warnings = append(warnings, fmt.Sprintf("%s %s ignored: --%s is set", what, v, repl))
+			return
+		}
+		if err := fs.Set(repl, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", what, v, err))
+		}
+	})
+	return warnings, errors.Join(errs...)
+}
+
+// replacedByAnnotation marks a deprecated flag; its value names the flag that replaces it.
+const replacedByAnnotation = "nst-replaced-by"
+
+// deprecatedAlias defines old as a deprecated name of new, a flag defined already: --help
+// leaves old out, and applyEnv gives the value of --old (or of NST_<OLD>) to new, with a
+// warning. old keeps its raw text, so that new's type parses it and new wins when both are
+// given, in whatever order.
+func deprecatedAlias(fs *pflag.FlagSet, old, new string) {
+	f := fs.Lookup(new)
+	fs.String(old, "", f.Usage)
+	fs.Lookup(old).NoOptDefVal = f.NoOptDefVal
+	// pflag prints its own warning to the flag set's output, which runEnv discards: applyEnv
+	// returns one instead, so that it reaches the log (JSON in pods).
+	_ = fs.MarkDeprecated(old, "use --"+new)
+	_ = fs.SetAnnotation(old, replacedByAnnotation, []string{new})
+}
+
+// replacedBy returns the flag that replaces f if f is a deprecated name, else "".
+func replacedBy(f *pflag.Flag) string {
+	if r := f.Annotations[replacedByAnnotation]; len(r) == 1 {
+		return r[0]
+	}
+	return ""
 }
 
 func envName(flag string) string {
@@ -168,8 +226,9 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	var common commonFlags
 	common.register(fs)
 	err := fs.Parse(args[1:])
+	var warnings []string
 	if err == nil {
-		err = applyEnv(fs, getenv)
+		warnings, err = applyEnv(fs, getenv)
 	}
 	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -184,6 +243,9 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err != nil {
 		fmt.Fprintf(stderr, "nst %s: %s\n", cmd.name, printable(err.Error(), false))
 		return exitUsage
+	}
+	for _, w := range warnings {
+		logger.Warn(printable(w, false))
 	}
 	err = do(ctx, &env{args: fs.Args(), stdout: stdout, stderr: stderr, logger: logger, tty: tty, quiet: common.quiet})
 	if (cmd.name == "run" || cmd.name == "plan" || cmd.name == "report") && !errors.Is(err, errUsage) {

@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
@@ -142,5 +146,101 @@ func TestEnvFlags(t *testing.T) {
 	code, _, stderr := runCLI(t, map[string]string{"NST_STEPS": "lots"}, "stylize", "--content", "a", "--style", "b", "--out", "c.png")
 	if code != exitUsage || !strings.Contains(stderr, "NST_STEPS") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// runFlags parses args and env for subcommand name as runEnv does (Parse, then applyEnv) and
+// returns the flag set, the warnings and the error.
+func runFlags(t *testing.T, name string, args []string, env map[string]string) (*pflag.FlagSet, []string, error) {
+	t.Helper()
+	for _, c := range commands() {
+		if c.name != name {
+			continue
+		}
+		fs := pflag.NewFlagSet("nst "+name, pflag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.setup(fs)
+		var common commonFlags
+		common.register(fs)
+		if err := fs.Parse(args); err != nil {
+			return fs, nil, err
+		}
+		warnings, err := applyEnv(fs, func(k string) string { return env[k] })
+		return fs, warnings, err
+	}
+	t.Fatalf("no subcommand %q", name)
+	return nil, nil, nil
+}
+
+// TestLanesAliases: --gpu-jobs and NST_GPU_JOBS, the old names of --lanes, still set it, each
+// with a warning; the new name wins over the old, the command line over the environment.
+func TestLanesAliases(t *testing.T) {
+	const (
+		oldFlag = "--gpu-jobs is deprecated: use --lanes"
+		oldEnv  = "NST_GPU_JOBS is deprecated: use NST_LANES"
+	)
+	for _, c := range []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		lanes    int
+		warnings []string
+	}{
+		{"default", nil, nil, 1, nil},
+		{"--lanes", []string{"--lanes", "3"}, nil, 3, nil},
+		{"NST_LANES", nil, map[string]string{"NST_LANES": "3"}, 3, nil},
+		{"--gpu-jobs", []string{"--gpu-jobs", "3"}, nil, 3, []string{oldFlag}},
+		{"--gpu-jobs=", []string{"--gpu-jobs=3"}, nil, 3, []string{oldFlag}},
+		{"NST_GPU_JOBS", nil, map[string]string{"NST_GPU_JOBS": "3"}, 3, []string{oldEnv}},
+		{"--lanes beats --gpu-jobs after it", []string{"--lanes", "2", "--gpu-jobs", "3"}, nil, 2,
+			[]string{oldFlag, "--gpu-jobs 3 ignored: --lanes is set"}},
+		{"--lanes beats --gpu-jobs before it", []string{"--gpu-jobs", "3", "--lanes", "2"}, nil, 2,
+			[]string{oldFlag, "--gpu-jobs 3 ignored: --lanes is set"}},
+		{"NST_LANES beats NST_GPU_JOBS", nil, map[string]string{"NST_LANES": "2", "NST_GPU_JOBS": "3"}, 2,
+			[]string{oldEnv, "NST_GPU_JOBS 3 ignored: --lanes is set"}},
+		{"--gpu-jobs beats NST_LANES", []string{"--gpu-jobs", "3"}, map[string]string{"NST_LANES": "2"}, 3, []string{oldFlag}},
+		{"--lanes beats NST_GPU_JOBS", []string{"--lanes", "2"}, map[string]string{"NST_GPU_JOBS": "3"}, 2,
+			[]string{oldEnv, "NST_GPU_JOBS 3 ignored: --lanes is set"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fs, warnings, err := runFlags(t, "run", c.args, c.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := fs.GetInt("lanes"); got != c.lanes {
+				t.Errorf("lanes %d, want %d", got, c.lanes)
+			}
+			if !slices.Equal(warnings, c.warnings) {
+				t.Errorf("warnings %q, want %q", warnings, c.warnings)
+			}
+		})
+	}
+
+	// A bad value names the old flag or variable and is a usage error.
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--gpu-jobs", "two"}, nil, `--gpu-jobs="two": invalid argument`},
+		{nil, map[string]string{"NST_GPU_JOBS": "two"}, `NST_GPU_JOBS="two": invalid argument`},
+	} {
+		if _, _, err := runFlags(t, "run", c.args, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q %v: err %v, want %q", c.args, c.env, err, c.want)
+		}
+		code, _, stderr := runCLI(t, c.env, append([]string{"run", "--manifest", "x.yaml"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%q %v: exit %d, stderr %q", c.args, c.env, code, stderr)
+		}
+	}
+
+	// The warning reaches the log, in the log's format; --help shows only --lanes.
+	code, _, stderr := runCLI(t, map[string]string{"NST_GPU_JOBS": "2"}, "run", "--log-format", "json")
+	if code != exitUsage || !strings.Contains(stderr, `"level":"WARN","msg":"`+oldEnv+`"`) || !strings.Contains(stderr, "--manifest is required") {
+		t.Errorf("exit %d, stderr %q: want the warning as a JSON log line, then the usage error", code, stderr)
+	}
+	code, stdout, _ := runCLI(t, nil, "run", "--help")
+	if code != exitOK || !strings.Contains(stdout, "--lanes int") || strings.Contains(stdout, "--gpu-jobs ") || !strings.Contains(stdout, "formerly --gpu-jobs") {
+		t.Errorf("run --help: exit %d, want --lanes and no --gpu-jobs flag:\n%s", code, stdout)
 	}
 }

@@ -36,7 +36,7 @@ import (
 	"github.com/nst-project/nst/transfer/imaging"
 )
 
-// The fan-out simulation's batch: 3 contents x 2 styles, one preset, in 3 shards (2 items each).
+// The fan-out simulation's manifest: 3 contents x 2 styles, one preset, in 3 shards (2 items each).
 const (
 	fanShards   = 3
 	fanSteps    = 60
@@ -214,7 +214,7 @@ type fanout struct {
 func newFanout(t *testing.T) *fanout {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fanout{bin: buildNST(t, dir), manifest: filepath.Join(dir, "batch.yaml"), logDir: filepath.Join(dir, "logs")}
+	f := &fanout{bin: buildNST(t, dir), manifest: filepath.Join(dir, "manifest.yaml"), logDir: filepath.Join(dir, "logs")}
 	if err := os.Mkdir(f.logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +472,7 @@ func (f *fanout) start(t *testing.T, i int) *shard {
 	}
 	t.Cleanup(func() { log.Close() })
 	s := &shard{index: i, stderr: &syncBuffer{f: log}, done: make(chan struct{})}
-	s.cmd = exec.Command(f.bin, append(f.args("run"), "--device", "cpu", "--threads", "1", "--gpu-jobs", "1",
+	s.cmd = exec.Command(f.bin, append(f.args("run"), "--device", "cpu", "--threads", "1", "--lanes", "1",
 		"--checkpoint-every", "5", "--grace-period", fanGrace.String())...)
 	s.cmd.Env = append(slices.Clone(f.env), "JOB_COMPLETION_INDEX="+strconv.Itoa(i))
 	s.cmd.Stdout = s.stderr

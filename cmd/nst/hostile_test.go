@@ -39,16 +39,16 @@ func TestPrintable(t *testing.T) {
 	}
 }
 
-// TestReportLinesOnlyWrittenKeys: the pipeline leaves SummaryKey or SheetKey empty when it
+// TestResultLinesOnlyWrittenKeys: the pipeline leaves SummaryKey or SheetKey empty when it
 // could not write them; nst run then names no summary or sheet, and quotes keys that hold
 // control characters.
-func TestReportLinesOnlyWrittenKeys(t *testing.T) {
-	rep := &pipeline.Report{RunID: "r1", ShardCount: 1, Planned: 2, Done: 1, Failed: 1}
-	if got, want := reportLines(rep), "run r1 shard 0/1: 2 pairs: 1 done, 0 skipped, 0 stale, 1 failed, 0 interrupted\n"; got != want {
+func TestResultLinesOnlyWrittenKeys(t *testing.T) {
+	rep := &pipeline.ShardResult{RunID: "r1", ShardCount: 1, Planned: 2, Done: 1, Failed: 1}
+	if got, want := resultLines(rep), "run r1 shard 0/1: 2 pairs: 1 done, 0 skipped, 0 stale, 1 failed, 0 interrupted\n"; got != want {
 		t.Errorf("no keys written:\n got %q\nwant %q", got, want)
 	}
 	rep.SummaryKey, rep.SheetKey = "o\x1b[31m/_runs/r1/shard-0-of-1.json", "o\x1b[31m/_report/index.html"
-	got := reportLines(rep)
+	got := resultLines(rep)
 	if strings.ContainsRune(got, 0x1b) || !strings.Contains(got, `; summary "o\x1b[31m/_runs/r1/shard-0-of-1.json"`) ||
 		!strings.Contains(got, `contact sheet "o\x1b[31m/_report/index.html"`) {
 		t.Errorf("keys with control characters: %q", got)

@@ -174,9 +174,14 @@ func checkInvocation(args []string, env []corev1.EnvVar, resolved map[string]str
 		}
 		getenv[e.Name] = v
 	}
-	// The real mechanism: applyEnv on the parsed flag set, as runEnv does.
-	if err := applyEnv(fs, func(k string) string { return getenv[k] }); err != nil {
+	// The real mechanism: applyEnv on the parsed flag set, as runEnv does. A deprecated name
+	// works, but a tree we ship must not teach it.
+	warnings, err := applyEnv(fs, func(k string) string { return getenv[k] })
+	if err != nil {
 		fail("env: %v", err)
+	}
+	for _, w := range warnings {
+		fail("%s", w)
 	}
 
 	// Effective values against the pod.
@@ -284,11 +289,13 @@ func TestK8sFlagsCheckFails(t *testing.T) {
 		{name: "unknown subcommand", args: append([]string{"runn"}, p.inv.Args[1:]...), want: "not an nst subcommand"},
 		{name: "internal subcommand", args: append([]string{"worker"}, p.inv.Args[1:]...), want: "internal subcommand"},
 		{name: "bogus flag", args: append(slices.Clone(p.inv.Args), "--bogus-flag"), want: "no flag --bogus-flag"},
-		{name: "bogus flag with value", args: append(slices.Clone(p.inv.Args), "--gpu-job=2"), want: "no flag --gpu-job"},
+		{name: "bogus flag with value", args: append(slices.Clone(p.inv.Args), "--lane=2"), want: "no flag --lane"},
 		{name: "bad shorthand", args: append(slices.Clone(p.inv.Args), "-z"), want: "no flag -z"},
 		{name: "positional", args: append(slices.Clone(p.inv.Args), "extra"), want: "positional"},
 		{name: "undefined variable", args: append(slices.Clone(p.inv.Args), "--cache-dir", "$(NST_CACHE)"), want: "not defined"},
-		{name: "bad flag value", args: append(slices.Clone(p.inv.Args), "--gpu-jobs", "two"), want: "invalid argument"},
+		{name: "bad flag value", args: append(slices.Clone(p.inv.Args), "--lanes", "two"), want: "invalid argument"},
+		{name: "deprecated flag", args: append(slices.Clone(p.inv.Args), "--gpu-jobs", "2"), want: "--gpu-jobs is deprecated: use --lanes"},
+		{name: "deprecated env", env: setEnv(p.env, "NST_GPU_JOBS", "2"), want: "NST_GPU_JOBS is deprecated: use NST_LANES"},
 		{name: "bogus env", env: setEnv(p.env, "NST_BOGUS_FLAG", "1"), want: "NST_BOGUS_FLAG: nst run has no flag"},
 		{name: "env shadowed by args", args: append(slices.Clone(p.inv.Args), "--threads", "2"), want: "ignored, args set --threads 2"},
 		{name: "grace without unit", env: setEnv(p.env, "NST_GRACE_PERIOD", "25"), want: "NST_GRACE_PERIOD"},

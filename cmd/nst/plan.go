@@ -13,7 +13,7 @@ import (
 
 func planCommand() command {
 	var (
-		bf         batchFlags
+		bf         manifestFlags
 		asJSON     bool
 		pairs      bool
 		format     string
@@ -24,8 +24,8 @@ func planCommand() command {
 		summary: "dry run: count a manifest's pairs per shard (done, stale, new), the work left; --pairs lists them",
 		examples: `  nst plan --manifest examples/demo.yaml
   nst plan --manifest s3://config/catalogue.yaml --shard-count 8 --json | jq '.shards'
-  nst plan --manifest batch.yaml --pairs --format jsonl | jq -c 'select(.state == "stale")'
-  nst plan --manifest batch.yaml --verify            # also list the outputs and find damaged ones`,
+  nst plan --manifest catalogue.yaml --pairs --format jsonl | jq -c 'select(.state == "stale")'
+  nst plan --manifest catalogue.yaml --verify        # also list the outputs and find damaged ones`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			bf.register(fs)
 			fs.BoolVar(&asJSON, "json", false, "print the totals as JSON")
@@ -68,14 +68,14 @@ func planCommand() command {
 						return nil
 					}
 				}
-				p, err := pipeline.PlanBatch(ctx, cfg, opts)
+				p, err := pipeline.PlanRun(ctx, cfg, opts)
 				if tw != nil {
 					if ferr := tw.Flush(); err == nil {
 						err = ferr
 					}
 				}
 				if err != nil {
-					return batchErr(err)
+					return invalidAsUsage(err)
 				}
 				if asJSON {
 					enc := json.NewEncoder(e.stdout)

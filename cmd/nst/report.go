@@ -10,16 +10,16 @@ import (
 )
 
 func reportCommand() command {
-	var bf batchFlags
+	var bf manifestFlags
 	return command{
 		name:    "report",
-		summary: "write a run's HTML contact sheet (thumbnails, losses, failures, totals) into its output",
+		summary: "write a run's HTML contact sheet (thumbnails, losses, failures, totals) to _report/index.html in its output",
 		examples: `  nst report --manifest examples/demo.yaml          # then open examples/out/_report/index.html
   nst report --manifest s3://config/catalogue.yaml --run-id nightly-20260101`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
-			fs.StringVar(&bf.manifest, "manifest", "", "the batch manifest: a local path or a bucket URL (s3://config/batch.yaml); see docs/manifest.md")
+			fs.StringVar(&bf.manifest, "manifest", "", "the manifest: a local path or a bucket URL (s3://config/catalogue.yaml); see docs/manifest.md")
 			fs.StringVar(&bf.runID, "run-id", "", "the run whose summaries give failures and totals (default <metadata.name>-<manifest digest>-<UTC date>)")
-			fs.IntVar(&bf.ioJobs, "io-jobs", 4, "concurrent reads and thumbnail writes")
+			fs.IntVar(&bf.ioJobs, "io-jobs", pipeline.DefaultIOJobs, "concurrent reads and thumbnail writes")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
 					return usagef("unexpected arguments %q", e.args)
@@ -29,9 +29,9 @@ func reportCommand() command {
 					return err
 				}
 				cfg.Logger = e.logger
-				key, err := pipeline.WriteReport(ctx, cfg)
+				key, err := pipeline.WriteContactSheet(ctx, cfg)
 				if err != nil {
-					return batchErr(err)
+					return invalidAsUsage(err)
 				}
 				fmt.Fprintf(e.stdout, "contact sheet: %s under the manifest's output URL\n", quoteKey(key))
 				return nil

@@ -24,8 +24,8 @@ import (
 	"github.com/nst-project/nst/transfer/worker"
 )
 
-// batchFlags are the flags run and plan share.
-type batchFlags struct {
+// manifestFlags are the flags run and plan share.
+type manifestFlags struct {
 	manifest   string
 	shardCount int
 	runID      string
@@ -34,16 +34,16 @@ type batchFlags struct {
 	verify     bool
 }
 
-func (f *batchFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.manifest, "manifest", "", "the batch manifest: a local path or a bucket URL (s3://config/batch.yaml); see docs/manifest.md")
-	fs.IntVar(&f.shardCount, "shard-count", 1, "number of shards the batch is split into (pods of an Indexed Job)")
+func (f *manifestFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.manifest, "manifest", "", "the manifest: a local path or a bucket URL (s3://config/catalogue.yaml); see docs/manifest.md")
+	fs.IntVar(&f.shardCount, "shard-count", 1, "number of shards the manifest's pairs are split into (pods of an Indexed Job)")
 	fs.StringVar(&f.runID, "run-id", "", "run ID for summaries and provenance (default <metadata.name>-<manifest digest>-<UTC date>)")
-	fs.IntVar(&f.ioJobs, "io-jobs", 4, "concurrent downloads, and concurrent uploads")
+	fs.IntVar(&f.ioJobs, "io-jobs", pipeline.DefaultIOJobs, "concurrent downloads, and concurrent uploads")
 	fs.BoolVar(&f.force, "force", false, "redo every pair, done or not, over whatever its output keys hold")
 	fs.BoolVar(&f.verify, "verify", false, "list the outputs and check each done pair's sizes and MD5s against the done index: damaged pairs are redone (run) or counted (plan); costs a request per 1000 output objects")
 }
 
-func (f *batchFlags) config() (pipeline.Config, error) {
+func (f *manifestFlags) config() (pipeline.Config, error) {
 	if f.manifest == "" {
 		return pipeline.Config{}, usagef("--manifest is required")
 	}
@@ -67,39 +67,40 @@ func shardIndexFromEnv() (int, error) {
 
 func runCommand() command {
 	var (
-		bf                                        batchFlags
-		shardIndex, gpuJobs, maxFailures, ckEvery int
-		maxInFlight, threads, workerMaxPairs      int
-		batchSize                                 int
-		inProcess, noReport                       bool
-		grace                                     time.Duration
-		device, cacheDir, metricsPush             string
-		memoryFormat, onConflict                  string
+		bf                                      manifestFlags
+		shardIndex, lanes, maxFailures, ckEvery int
+		maxInFlight, threads, workerMaxPairs    int
+		batchSize                               int
+		inProcess, noReport                     bool
+		grace                                   time.Duration
+		device, cacheDir, metricsPush           string
+		memoryFormat, onConflict                string
 	)
 	return command{
 		name:    "run",
 		summary: "stylise a manifest's pairs (one shard of them) into its output bucket",
 		examples: `  nst run --manifest examples/demo.yaml
   nst run --manifest s3://config/catalogue.yaml --shard-count 8            # shard from $JOB_COMPLETION_INDEX
-  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/batch.yaml --gpu-jobs 2
-  nst run --manifest batch.yaml --force                                    # redo everything`,
+  NST_SHARD_COUNT=8 JOB_COMPLETION_INDEX=3 nst run --manifest gs://cfg/catalogue.yaml --lanes 2
+  nst run --manifest catalogue.yaml --force                                # redo everything`,
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env) error {
 			bf.register(fs)
 			fs.IntVar(&shardIndex, "shard-index", -1, "this run's shard, 0..shard-count-1 (default $JOB_COMPLETION_INDEX, else 0)")
-			fs.IntVar(&gpuJobs, "gpu-jobs", 1, "pairs stylised at once (compute lanes)")
-			fs.IntVar(&batchSize, "batch-size", 1, "optimise up to N waiting same-size pairs of one preset in one forward/backward per lane (try 4 on a GPU)")
-			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x gpu-jobs)")
+			fs.IntVar(&lanes, "lanes", pipeline.DefaultLanes, "pairs stylised at once (compute lanes, on CPU too: each a worker process unless --in-process; formerly --gpu-jobs)")
+			deprecatedAlias(fs, "gpu-jobs", "lanes")
+			fs.IntVar(&batchSize, "batch-size", pipeline.DefaultBatchSize, "optimise up to N waiting same-size pairs of one preset in one forward/backward per lane (try 4 on a GPU)")
+			fs.IntVar(&maxInFlight, "max-in-flight", 0, "decoded pairs waiting for a compute lane (default 2 x lanes x batch-size)")
 			fs.StringVar(&onConflict, "on-conflict", "", "pairs whose outputs exist from another definition (weights, parameters, inputs): fail, replace (redo them) or keep (count them stale); default: the manifest's spec.output.onConflict, else fail")
 			fs.IntVar(&maxFailures, "max-failures", 0, "stop taking pairs once more than this many failed (0: no limit)")
-			fs.IntVar(&ckEvery, "checkpoint-every", 50, "write a resumable checkpoint every N steps (-1: only when interrupted)")
-			fs.DurationVar(&grace, "grace-period", 25*time.Second, "time allowed after SIGTERM for checkpoints, finished outputs and the summary")
+			fs.IntVar(&ckEvery, "checkpoint-every", pipeline.DefaultCheckpointEvery, "write a resumable checkpoint every N steps (-1: only when interrupted)")
+			fs.DurationVar(&grace, "grace-period", pipeline.DefaultGracePeriod, "time allowed after SIGTERM for checkpoints, finished outputs and the summary")
 			fs.StringVar(&cacheDir, "cache-dir", "", "where downloaded weights are kept (default: the user cache directory /nst/weights)")
 			fs.StringVar(&metricsPush, "metrics-push", "", "Prometheus Pushgateway URL: push this shard's metrics when it ends (see docs/metrics.md)")
 			fs.BoolVar(&noReport, "no-report", false, "write no HTML contact sheet under the output's _report/ (see nst report)")
 			fs.StringVar(&device, "device", "auto", "cpu, cuda, cuda:N or auto")
-			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / gpu-jobs)")
+			fs.IntVar(&threads, "threads", 0, "libtorch intra-op threads per pair (0: cores / lanes)")
 			registerMemoryFormat(fs, &memoryFormat)
-			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the batch)")
+			fs.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of worker processes (a libtorch crash then ends the run)")
 			fs.IntVar(&workerMaxPairs, "worker-max-pairs", 100, "start a fresh engine worker after this many pairs, returning memory libtorch keeps (0: never)")
 			return func(ctx context.Context, e *env) error {
 				if len(e.args) > 0 {
@@ -117,19 +118,19 @@ func runCommand() command {
 						return err
 					}
 				}
-				cfg.ShardIndex, cfg.GPUJobs, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, gpuJobs, maxInFlight, maxFailures
+				cfg.ShardIndex, cfg.Lanes, cfg.MaxInFlight, cfg.MaxFailures = shardIndex, lanes, maxInFlight, maxFailures
 				cfg.BatchSize, cfg.OnConflict = batchSize, onConflict
 				cfg.CheckpointEvery, cfg.GracePeriod, cfg.CacheDir, cfg.Logger = ckEvery, grace, cacheDir, e.logger
 				if grace == 0 {
 					cfg.GracePeriod = time.Nanosecond
 				}
-				cfg.Report = !noReport
+				cfg.ContactSheet = !noReport
 				th := threads
-				if th == 0 && gpuJobs > 1 {
-					th = max(1, runtime.NumCPU()/gpuJobs)
+				if th == 0 && lanes > 1 {
+					th = max(1, runtime.NumCPU()/lanes)
 				}
 				ef := engineFlags{device: device, threads: th, memoryFormat: memoryFormat}
-				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Optimizer, func() error, error) {
+				cfg.NewEngine = func(ctx context.Context, spec pipeline.EngineSpec) (transfer.Engine, func() error, error) {
 					ef.weights, ef.weightsSHA256, ef.randomWeights = spec.WeightsPath, spec.SHA256, spec.Random
 					if inProcess {
 						eng, err := ef.openSeeded(e, spec.RandomSeed)
@@ -146,7 +147,7 @@ func runCommand() command {
 					}
 					pool, err := worker.New(ctx, worker.Options{
 						Command: append([]string{exe}, ef.workerArgs(spec.RandomSeed)...),
-						Size:    gpuJobs, MaxPairs: workerMaxPairs, CancelWait: cfg.GracePeriod, Logger: e.logger,
+						Size:    lanes, MaxPairs: workerMaxPairs, CancelWait: cfg.GracePeriod, Logger: e.logger,
 					})
 					if err != nil {
 						return nil, nil, err
@@ -167,10 +168,10 @@ func runCommand() command {
 					cancel()
 				}
 				if errors.Is(err, pipeline.ErrInvalid) {
-					return batchErr(err)
+					return invalidAsUsage(err)
 				}
 				if rep != nil {
-					fmt.Fprint(e.stdout, reportLines(rep))
+					fmt.Fprint(e.stdout, resultLines(rep))
 				}
 				if err != nil {
 					return err
@@ -192,10 +193,10 @@ func runCommand() command {
 	}
 }
 
-// reportLines is what nst run prints on stdout about a run: the counts, and the keys of the
+// resultLines is what nst run prints on stdout about a run: the counts, and the keys of the
 // summary and the contact sheet where they were written (the pipeline leaves a key empty when
 // its object could not be written: a key printed is a key that exists).
-func reportLines(rep *pipeline.Report) string {
+func resultLines(rep *pipeline.ShardResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "run %s shard %d/%d: %d pairs: %d done, %d skipped, %d stale, %d failed, %d interrupted",
 		quoteKey(rep.RunID), rep.ShardIndex, rep.ShardCount, rep.Planned, rep.Done, rep.Skipped, rep.Stale, rep.Failed, rep.Interrupted)

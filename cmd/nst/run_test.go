@@ -39,7 +39,7 @@ func TestRunPlanFlags(t *testing.T) {
 	}
 }
 
-// demoManifest writes a tiny file:// batch next to generated images and returns its path.
+// demoManifest writes a tiny file:// manifest next to generated images and returns its path.
 func demoManifest(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -62,7 +62,7 @@ spec:
   params: {size: 48, steps: 2}
   output: {url: "file://./out/?create_dir=true"}
 `
-	p := filepath.Join(dir, "batch.yaml")
+	p := filepath.Join(dir, "manifest.yaml")
 	if err := os.WriteFile(p, []byte(m), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nst-project/nst/report"
+	"github.com/nst-project/nst/render"
 	"github.com/nst-project/nst/transfer"
 	"github.com/nst-project/nst/transfer/imaging"
 	"github.com/nst-project/nst/transfer/torch"
@@ -53,109 +53,81 @@ func registerMemoryFormat(fs *pflag.FlagSet, v *string) {
 	fs.StringVar(v, "memory-format", torch.NCHW, "VGG19 activation layout: nchw (the seed's; losses within 1e-5 of its PyTorch loop) or channels-last (NHWC kernels: the layout GPU tensor cores want; losses within 1e-3 of nchw's)")
 }
 
-// paramFlags are the optimisation parameters, with the seed's defaults.
+// paramFlags are the engine parameters as flags, one per transfer.ParamTable entry, with the
+// engine's defaults.
 type paramFlags struct {
-	p           transfer.Params
-	styleLayers string
-	styleBlend  []float64
-	scaleSteps  []int
-	schedule    string
+	p transfer.Params // the flags' values; register points the flags at its fields
 }
 
 func (f *paramFlags) register(fs *pflag.FlagSet) {
 	f.p = transfer.DefaultParams()
-	d := f.p
-	fs.IntVar(&f.p.Size, "size", d.Size, "longest side of the output in pixels (a smaller content keeps its size; 0: no limit)")
-	fs.IntVar(&f.p.Steps, "steps", d.Steps, "optimiser steps (per scale)")
-	fs.StringVar(&f.p.Optimizer, "optimizer", d.Optimizer, "adam (the seed's) or lbfgs")
-	fs.Float64Var(&f.p.LR, "lr", d.LR, "learning rate (default 0.003 for adam, 1 for lbfgs)")
-	fs.Float64Var(&f.p.ContentWeight, "content-weight", d.ContentWeight, "alpha: weight of the content loss")
-	fs.Float64Var(&f.p.StyleWeight, "style-weight", d.StyleWeight, "beta: weight of the style loss")
-	fs.Float64Var(&f.p.TVWeight, "tv-weight", d.TVWeight, "weight of the total-variation loss")
-	fs.StringVar(&f.p.ContentLayer, "content-layer", d.ContentLayer, "VGG19 layer of the content loss")
-	fs.StringVar(&f.styleLayers, "style-layers", "conv1_1:1,conv2_1:0.8,conv3_1:0.5,conv4_1:0.3,conv5_1:0.1", "style layers and weights, name:w,...")
-	fs.StringVar(&f.p.Init, "init", d.Init, "starting image: content, noise or style")
-	fs.Int64Var(&f.p.Seed, "seed", d.Seed, "seed for noise init (runs repeat on one machine)")
-	fs.Float64SliceVar(&f.styleBlend, "style-blend", nil, "weights of several styles, w1,w2,... (default equal)")
-	fs.Float64Var(&f.p.StyleScale, "style-scale", d.StyleScale, "style size relative to the content (1: the content's shape, as the seed)")
-	fs.BoolVar(&f.p.PreserveColors, "preserve-colors", false, "keep the content's colours (luminance-only transfer)")
-	fs.IntVar(&f.p.Scales, "scales", d.Scales, "coarse-to-fine pyramid levels")
-	fs.StringVar(&f.p.Precision, "precision", "fp32", "fp32 (the seed's) or bf16 (faster VGG19 where the CPU/GPU has bfloat16; losses within ~1% of fp32)")
-	fs.IntVar(&f.p.History, "history", d.History, "L-BFGS history size")
-	fs.Float64Var(&f.p.Tolerance, "tolerance", d.Tolerance, "L-BFGS: stop when the loss or step changes less than this")
-	fs.IntSliceVar(&f.scaleSteps, "scale-steps", nil, "steps of each coarser scale, coarsest first (--scales minus 1 values; the last scale runs --steps)")
-	fs.Float64Var(&f.p.StopTolerance, "stop-tolerance", 0, "end a scale early once the total loss falls by less than this fraction over --stop-window steps (0: off)")
-	fs.IntVar(&f.p.StopWindow, "stop-window", 0, "steps over which --stop-tolerance measures the loss's fall")
-	fs.StringVar(&f.schedule, "schedule", "", "named schedule: "+scheduleHelp()+"; flags given with it override its settings")
+	for _, d := range transfer.ParamTable() {
+		name, usage := d.Flag(), d.Usage
+		switch v := d.Field(&f.p).(type) {
+		case *int:
+			fs.IntVar(v, name, *v, usage)
+		case *int64:
+			fs.Int64Var(v, name, *v, usage)
+		case *float64:
+			fs.Float64Var(v, name, *v, usage)
+		case *bool:
+			fs.BoolVar(v, name, *v, usage)
+		case *string:
+			fs.StringVar(v, name, *v, usage)
+		case *[]int:
+			fs.IntSliceVar(v, name, *v, usage)
+		case *[]float64:
+			fs.Float64SliceVar(v, name, *v, usage)
+		case *[]transfer.LayerWeight:
+			fs.Var(styleLayersValue{v}, name, usage)
+		default: // a parameter of a new type: add its flag type here
+			panic(fmt.Sprintf("parameter %s: no flag for %T", d.Name, v))
+		}
+	}
 }
 
-// scheduleHelp lists the named schedules for --schedule.
-func scheduleHelp() string {
+// styleLayersValue is the flag of a []transfer.LayerWeight: "conv1_1:1,conv2_1:0.8".
+type styleLayersValue struct{ v *[]transfer.LayerWeight }
+
+func (s styleLayersValue) String() string {
 	var parts []string
-	for _, s := range transfer.Schedules() {
-		parts = append(parts, s.Name+" ("+s.Summary+")")
+	for _, l := range *s.v {
+		parts = append(parts, fmt.Sprintf("%s:%g", l.Layer, l.Weight))
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, ",")
 }
 
-// flagOfField maps the Params fields a schedule sets (JSON names) to their flags.
-var flagOfField = map[string]string{
-	"optimizer": "optimizer", "lr": "lr", "history": "history", "steps": "steps", "scales": "scales",
-	"scaleSteps": "scale-steps", "stopTolerance": "stop-tolerance", "stopWindow": "stop-window",
+func (s styleLayersValue) Set(v string) error {
+	ls, err := transfer.ParseStyleLayers(v)
+	if err == nil {
+		*s.v = ls
+	}
+	return err
 }
 
-// params resolves the flags into Params.
+func (styleLayersValue) Type() string { return "string" }
+
+// params resolves the flags into Params as the pipeline resolves a manifest's options
+// (transfer.Resolve): the flags given, on the command line or in NST_ variables, override the
+// --schedule's settings. An invalid value is a usage error naming its flag.
 func (f *paramFlags) params(fs *pflag.FlagSet) (transfer.Params, error) {
-	p := f.p
-	layers, err := transfer.ParseStyleLayers(f.styleLayers)
-	if err != nil {
-		return p, usagef("--style-layers: %v", err)
-	}
-	p.StyleLayers = layers
-	p.StyleBlend = f.styleBlend
-	p.ScaleSteps = f.scaleSteps
-	if p.Optimizer == transfer.LBFGS && !fs.Changed("lr") {
-		p.LR = 1
-	}
-	if f.schedule != "" {
-		sch, ok := transfer.LookupSchedule(f.schedule)
-		if !ok {
-			return p, usagef("--schedule %q: want one of %s", f.schedule, strings.Join(transfer.ScheduleNames(), ", "))
-		}
-		explicit := p
-		sch.Apply(&p)
-		for _, field := range sch.Fields() {
-			if fs.Changed(flagOfField[field]) {
-				copyField(&p, explicit, field)
-			}
+	p := transfer.Resolve(f.p, func(name string) bool {
+		d, ok := transfer.LookupParam(name)
+		return ok && fs.Changed(d.Flag())
+	})
+	var errs []error
+	for _, fe := range transfer.FieldErrors(p.Validate()) {
+		d, _ := transfer.LookupParam(fe.Field)
+		if fe.Index >= 0 {
+			errs = append(errs, fmt.Errorf("--%s: element %d: %s", d.Flag(), fe.Index, fe.Msg))
+		} else {
+			errs = append(errs, fmt.Errorf("--%s: %s", d.Flag(), fe.Msg))
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return p, usageError{err}
+	if len(errs) > 0 {
+		return p, usageError{errors.Join(errs...)}
 	}
 	return p, nil
-}
-
-// copyField copies the Params field with JSON name field from src to dst.
-func copyField(dst *transfer.Params, src transfer.Params, field string) {
-	switch field {
-	case "optimizer":
-		dst.Optimizer = src.Optimizer
-	case "lr":
-		dst.LR = src.LR
-	case "history":
-		dst.History = src.History
-	case "steps":
-		dst.Steps = src.Steps
-	case "scales":
-		dst.Scales = src.Scales
-	case "scaleSteps":
-		dst.ScaleSteps = src.ScaleSteps
-	case "stopTolerance":
-		dst.StopTolerance = src.StopTolerance
-	case "stopWindow":
-		dst.StopWindow = src.StopWindow
-	}
 }
 
 func (f *engineFlags) open(ctx context.Context, e *env) (*torch.Engine, error) {
@@ -216,8 +188,8 @@ func stylizeCommand() command {
 				if err != nil {
 					return err
 				}
-				if len(pf.styleBlend) > 0 && len(pf.styleBlend) != len(styles) {
-					return usagef("--style-blend has %d weights for %d styles", len(pf.styleBlend), len(styles))
+				if len(p.StyleBlend) > 0 && len(p.StyleBlend) != len(styles) {
+					return usagef("--style-blend has %d weights for %d styles", len(p.StyleBlend), len(styles))
 				}
 				plot := place{what: "--loss-plot", path: lossPlot, output: true}
 				if lossPlot == "" && lossLog != "" {
@@ -380,7 +352,7 @@ func checkOutputs(files []place, out string, every, last int) error {
 // writePlot draws the loss curves of log to path (a PNG), titled title.
 func writePlot(what, path string, log []transfer.Step, title string) error {
 	var buf bytes.Buffer
-	if err := report.LossPlot(&buf, log, report.PlotOptions{Title: title}); err != nil {
+	if err := render.LossPlot(&buf, log, render.PlotOptions{Title: title}); err != nil {
 		return fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return writeFile(what, path, func(w io.Writer) error {

@@ -14,7 +14,7 @@ import (
 
 // workerCommand is the hidden `nst worker`: the child process that `nst run` starts for each
 // compute lane (transfer/worker). It serves jobs on stdin/stdout with the torch engine, so a
-// libtorch crash ends this process, not the batch.
+// libtorch crash ends this process, not the run.
 func workerCommand() command {
 	var (
 		ef   engineFlags

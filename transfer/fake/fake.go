@@ -60,7 +60,7 @@ type Engine struct {
 	AnySize bool
 }
 
-var _ transfer.BatchOptimizer = Engine{}
+var _ transfer.BatchEngine = Engine{}
 
 // Info describes the fake engine.
 func (Engine) Info() transfer.Info {
@@ -105,7 +105,7 @@ func (e Engine) Stylize(ctx context.Context, req transfer.Request) (*transfer.Re
 	return res, nil
 }
 
-// StylizeBatch runs reqs one after another, each as Stylize would (transfer.BatchOptimizer).
+// StylizeBatch runs reqs one after another, each as Stylize would (transfer.BatchEngine).
 func (e Engine) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
 	results, errs := make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
 	for i, req := range reqs {

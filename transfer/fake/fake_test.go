@@ -20,7 +20,7 @@ import (
 
 // TestConformance runs the engine contract on the fake engine, with no caveats.
 func TestConformance(t *testing.T) {
-	transfertest.Run(t, func(*testing.T) transfer.Optimizer { return Engine{} }, transfertest.Caveats{})
+	transfertest.Run(t, func(*testing.T) transfer.Engine { return Engine{} }, transfertest.Caveats{})
 }
 
 func testImage(w, h int, f func(x, y int) color.NRGBA) *image.NRGBA {

@@ -10,7 +10,7 @@ import (
 	"github.com/nst-project/nst/transfer/imaging"
 )
 
-var _ transfer.BatchOptimizer = (*Engine)(nil)
+var _ transfer.BatchEngine = (*Engine)(nil)
 
 // StylizeBatch runs several requests as one batch: each step is one VGG19 forward and backward
 // over all their images stacked on the batch dimension, which keeps a GPU busier than one small

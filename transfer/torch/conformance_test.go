@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 func TestConformance(t *testing.T) {
 	caveats := transfertest.Caveats{ApproximateBatch: true, LBFGSResumeDiffers: true}
 	t.Run("in-process", func(t *testing.T) {
-		transfertest.Run(t, func(t *testing.T) transfer.Optimizer { return narrowEngine(t, "vgg19-narrow.pth") }, caveats)
+		transfertest.Run(t, func(t *testing.T) transfer.Engine { return narrowEngine(t, "vgg19-narrow.pth") }, caveats)
 	})
 	t.Run("pool", func(t *testing.T) {
 		exe, err := os.Executable()
@@ -53,6 +53,6 @@ func TestConformance(t *testing.T) {
 		t.Cleanup(func() { p.Close() })
 		c := caveats
 		c.CancelLags = true
-		transfertest.Run(t, func(*testing.T) transfer.Optimizer { return p }, c)
+		transfertest.Run(t, func(*testing.T) transfer.Engine { return p }, c)
 	})
 }

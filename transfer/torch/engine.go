@@ -1,5 +1,5 @@
 // Package torch is nst's libtorch style-transfer engine (through gotch): the only package that
-// uses cgo. It implements transfer.Optimizer with the Gatys et al. algorithm as the seed article
+// uses cgo. It implements transfer.Engine with the Gatys et al. algorithm as the seed article
 // computes it — frozen VGG19 features, content loss at conv4_2, Gram-matrix style loss over
 // conv1_1..conv5_1, the image optimised directly — plus L-BFGS, total variation, several styles,
 // colour preservation, multi-scale pyramids and checkpoint/resume.
@@ -66,7 +66,7 @@ const (
 	NCHW         = "nchw"
 )
 
-// Engine is the libtorch transfer.Optimizer. It is safe for concurrent use: the weights are
+// Engine is the libtorch transfer.Engine. It is safe for concurrent use: the weights are
 // read-only and concurrent Stylize calls run on distinct OS threads.
 type Engine struct {
 	m    *vgg
@@ -84,7 +84,7 @@ type Engine struct {
 	styles *styleCache
 }
 
-var _ transfer.Optimizer = (*Engine)(nil)
+var _ transfer.Engine = (*Engine)(nil)
 
 // New loads the weights onto the device.
 func New(opts Options) (*Engine, error) {
@@ -266,7 +266,7 @@ func (c *styleCache) put(key string, grams map[string]hostGram) {
 	}
 }
 
-// Stylize runs one stylisation. See transfer.Optimizer.
+// Stylize runs one stylisation. See transfer.Engine.
 func (e *Engine) Stylize(ctx context.Context, req transfer.Request) (*transfer.Result, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err

@@ -48,11 +48,11 @@ type Caveats struct {
 // arrange the engine's cleanup with t.Cleanup. Engines must accept the default layers
 // (conv1_1..conv5_1, conv4_2): the suite's images are 32 to 48 px. Subtests run one after
 // another; the engine must be safe for concurrent use (one subtest checks that).
-func Run(t *testing.T, newEngine func(t *testing.T) transfer.Optimizer, c Caveats) {
+func Run(t *testing.T, newEngine func(t *testing.T) transfer.Engine, c Caveats) {
 	t.Helper()
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, e transfer.Optimizer, c Caveats)
+		fn   func(t *testing.T, e transfer.Engine, c Caveats)
 	}{
 		{"Info", testInfo},
 		{"Result", testResult},
@@ -134,7 +134,7 @@ func request(p transfer.Params) transfer.Request {
 	return transfer.Request{Content: Content(48, 40), Styles: []image.Image{Style(40, 40)}, Params: p}
 }
 
-func stylize(t *testing.T, e transfer.Optimizer, req transfer.Request) *transfer.Result {
+func stylize(t *testing.T, e transfer.Engine, req transfer.Request) *transfer.Result {
 	t.Helper()
 	res, err := e.Stylize(t.Context(), req)
 	if err != nil {
@@ -182,7 +182,7 @@ func relErr(got, want float64) float64 {
 	return math.Abs(got-want) / math.Abs(want)
 }
 
-func testInfo(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testInfo(t *testing.T, e transfer.Engine, _ Caveats) {
 	i := e.Info()
 	if i.Engine == "" || i.Device == "" || i.Weights == "" {
 		t.Errorf("Info = %+v: want the engine, device and weights named (provenance records them)", i)
@@ -196,7 +196,7 @@ func testInfo(t *testing.T, e transfer.Optimizer, _ Caveats) {
 // testResult: a run logs every step, numbered, with a total that is the weighted sum of the
 // terms; the image has the content's shape fitted to Size; the loss goes down; a second run
 // gives the same.
-func testResult(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testResult(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(8)
 	p.TVWeight = 1
 	res := stylize(t, e, request(p))
@@ -235,7 +235,7 @@ func testResult(t *testing.T, e transfer.Optimizer, _ Caveats) {
 	}
 }
 
-func testOnStep(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testOnStep(t *testing.T, e transfer.Engine, _ Caveats) {
 	req := request(params(6))
 	var seen []transfer.Step
 	req.OnStep = func(s transfer.Step) error { seen = append(seen, s); return nil }
@@ -252,7 +252,7 @@ func testOnStep(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testCadence: OnImage every SaveEvery steps with the image the result would be; OnCheckpoint
 // every CheckpointEvery steps, but not after the last, each a consistent prefix of the run.
-func testCadence(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testCadence(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(8)
 	req := request(p)
 	var calls []string
@@ -306,7 +306,7 @@ func testCadence(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testCallbackErrors: a callback's error stops the run and is returned; nothing is reported
 // after it.
-func testCallbackErrors(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testCallbackErrors(t *testing.T, e transfer.Engine, _ Caveats) {
 	boom := errors.New("disk full")
 	tests := []struct {
 		name string
@@ -364,7 +364,7 @@ func testCallbackErrors(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testScales: a two-level pyramid logs Steps steps per level with Scale 1 and 2, checkpoints
 // hold each level's image size, and the result is at full size.
-func testScales(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testScales(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(3)
 	p.Size, p.Scales = 40, 2
 	req := request(p)
@@ -398,7 +398,7 @@ func testScales(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testScaleSteps: with ScaleSteps the coarser scales run their own step counts and the last
 // one Steps; a checkpoint in the middle of each resumes to the same run.
-func testScaleSteps(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testScaleSteps(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(2)
 	p.Size, p.Scales, p.ScaleSteps = 64, 3, []int{4, 1} // 16, 32 and 64 px
 	req := request(p)
@@ -466,7 +466,7 @@ func checkStops(t *testing.T, name string, p transfer.Params, log []transfer.Ste
 // testStopTolerance: StopTolerance ends each scale at the first step whose loss fell by less
 // than the tolerance over the window (the run without it, up to there, logs the same losses),
 // says so in the log, and a run stopped that way resumes from any checkpoint to the same run.
-func testStopTolerance(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testStopTolerance(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(12)
 	p.Size, p.Scales, p.ScaleSteps = 40, 2, []int{10}
 	full := stylize(t, e, request(p))
@@ -510,7 +510,7 @@ func testStopTolerance(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // resumeAll runs req uninterrupted with a checkpoint after every step, then resumes each
 // checkpoint (through its bytes) and compares.
-func resumeAll(t *testing.T, e transfer.Optimizer, req transfer.Request, exact bool) {
+func resumeAll(t *testing.T, e transfer.Engine, req transfer.Request, exact bool) {
 	t.Helper()
 	var cps []*transfer.Checkpoint
 	full := req
@@ -546,7 +546,7 @@ func resumeAll(t *testing.T, e transfer.Optimizer, req transfer.Request, exact b
 	}
 }
 
-func testResume(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testResume(t *testing.T, e transfer.Engine, _ Caveats) {
 	t.Run("one scale", func(t *testing.T) { resumeAll(t, e, request(params(5)), true) })
 	t.Run("two scales, noise, preserved colours", func(t *testing.T) {
 		p := params(3)
@@ -555,14 +555,14 @@ func testResume(t *testing.T, e transfer.Optimizer, _ Caveats) {
 	})
 }
 
-func testResumeLBFGS(t *testing.T, e transfer.Optimizer, c Caveats) {
+func testResumeLBFGS(t *testing.T, e transfer.Engine, c Caveats) {
 	p := params(5)
 	p.Optimizer, p.LR = transfer.LBFGS, 1
 	resumeAll(t, e, request(p), !c.LBFGSResumeDiffers)
 }
 
 // testResumeMismatch: a checkpoint that does not belong to the run is refused before any step.
-func testResumeMismatch(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testResumeMismatch(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(6)
 	req := request(p)
 	var cp *transfer.Checkpoint
@@ -614,7 +614,7 @@ func testResumeMismatch(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testCancel: cancelling mid-run returns the context's error and hands over one checkpoint of
 // what was reached; resuming it completes the run.
-func testCancel(t *testing.T, e transfer.Optimizer, c Caveats) {
+func testCancel(t *testing.T, e transfer.Engine, c Caveats) {
 	steps := cancelSteps(c)
 	p := params(steps)
 	req := request(p)
@@ -665,7 +665,7 @@ func cancelSteps(c Caveats) int {
 	return 100
 }
 
-func testCancelledBeforeStart(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testCancelledBeforeStart(t *testing.T, e transfer.Engine, _ Caveats) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	req := request(params(5))
@@ -678,7 +678,7 @@ func testCancelledBeforeStart(t *testing.T, e transfer.Optimizer, _ Caveats) {
 }
 
 // testDeadline: a deadline stops a long run soon after it passes, with a checkpoint.
-func testDeadline(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testDeadline(t *testing.T, e transfer.Engine, _ Caveats) {
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	req := request(params(transfer.MaxSteps))
@@ -703,7 +703,7 @@ func mustDeadline(ctx context.Context) time.Time {
 
 // testCancelCheckpointError: if the last checkpoint cannot be taken, the error says so and
 // still says the run was cancelled.
-func testCancelCheckpointError(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testCancelCheckpointError(t *testing.T, e transfer.Engine, _ Caveats) {
 	boom := errors.New("bucket unreachable")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -723,7 +723,7 @@ func testCancelCheckpointError(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testNonFinite: a learning rate that blows the image up stops the run with ErrNonFinite,
 // naming the step; the steps before it were reported.
-func testNonFinite(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testNonFinite(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(50)
 	p.LR = 1e30
 	req := request(p)
@@ -743,7 +743,7 @@ func testNonFinite(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testBadInput: what the engine cannot use is refused before any step, with ErrBadInput and a
 // message naming the problem.
-func testBadInput(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testBadInput(t *testing.T, e transfer.Engine, _ Caveats) {
 	tests := []struct {
 		name   string
 		edit   func(*transfer.Request)
@@ -790,7 +790,7 @@ func testBadInput(t *testing.T, e transfer.Optimizer, _ Caveats) {
 	}
 }
 
-func testInitAndSeed(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testInitAndSeed(t *testing.T, e transfer.Engine, _ Caveats) {
 	run := func(init string, seed int64) *transfer.Result {
 		p := params(2)
 		p.Init, p.Seed = init, seed
@@ -809,7 +809,7 @@ func testInitAndSeed(t *testing.T, e transfer.Optimizer, _ Caveats) {
 	}
 }
 
-func testStyleKeys(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testStyleKeys(t *testing.T, e transfer.Engine, _ Caveats) {
 	plain := stylize(t, e, request(params(3)))
 	for i := range 2 { // the second may come from a cache
 		req := request(params(3))
@@ -823,7 +823,7 @@ func testStyleKeys(t *testing.T, e transfer.Optimizer, _ Caveats) {
 
 // testPreserveColors: with PreserveColors the result keeps the content's chroma (I and Q of
 // YIQ within 3 levels on average) while its luminance changes.
-func testPreserveColors(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testPreserveColors(t *testing.T, e transfer.Engine, _ Caveats) {
 	p := params(10)
 	p.PreserveColors = true
 	res := stylize(t, e, request(p))
@@ -849,7 +849,7 @@ func testPreserveColors(t *testing.T, e transfer.Optimizer, _ Caveats) {
 }
 
 // testConcurrent: concurrent calls give what sequential ones give.
-func testConcurrent(t *testing.T, e transfer.Optimizer, _ Caveats) {
+func testConcurrent(t *testing.T, e transfer.Engine, _ Caveats) {
 	reqs := []transfer.Request{request(params(4)), request(params(5)), request(params(4))}
 	reqs[1].Content = Content(40, 48)
 	want := make([]*transfer.Result, len(reqs))
@@ -874,10 +874,10 @@ func testConcurrent(t *testing.T, e transfer.Optimizer, _ Caveats) {
 	}
 }
 
-func batcher(t *testing.T, e transfer.Optimizer) transfer.BatchOptimizer {
-	b, ok := e.(transfer.BatchOptimizer)
+func batcher(t *testing.T, e transfer.Engine) transfer.BatchEngine {
+	b, ok := e.(transfer.BatchEngine)
 	if !ok {
-		t.Skipf("%T is not a transfer.BatchOptimizer", e)
+		t.Skipf("%T is not a transfer.BatchEngine", e)
 	}
 	return b
 }
@@ -922,7 +922,7 @@ func checkLikeAlone(t *testing.T, name string, got, alone *transfer.Result, c Ca
 
 // testBatchMatches: each request of a batch gets its own callbacks and the result it gets
 // alone.
-func testBatchMatches(t *testing.T, e transfer.Optimizer, c Caveats) {
+func testBatchMatches(t *testing.T, e transfer.Engine, c Caveats) {
 	b := batcher(t, e)
 	p := params(6)
 	p.TVWeight = 10
@@ -959,7 +959,7 @@ func testBatchMatches(t *testing.T, e transfer.Optimizer, c Caveats) {
 
 // testBatchStop: in a batch, each request stops where its lone run does (StopTolerance), with
 // its lone run's result, while the others go on.
-func testBatchStop(t *testing.T, e transfer.Optimizer, c Caveats) {
+func testBatchStop(t *testing.T, e transfer.Engine, c Caveats) {
 	b := batcher(t, e)
 	p := params(20)
 	p.StopWindow = 2
@@ -995,7 +995,7 @@ func testBatchStop(t *testing.T, e transfer.Optimizer, c Caveats) {
 // input, a non-finite loss) fails alone; the others, of any size or optimiser, succeed with
 // their lone runs' results. The first batch shares its parameters (an engine may run it as
 // one), the second mixes them.
-func testBatchFailures(t *testing.T, e transfer.Optimizer, c Caveats) {
+func testBatchFailures(t *testing.T, e transfer.Engine, c Caveats) {
 	b := batcher(t, e)
 	boom := errors.New("disk full")
 	p := params(4)
@@ -1039,7 +1039,7 @@ func testBatchFailures(t *testing.T, e transfer.Optimizer, c Caveats) {
 
 // testBatchCancel: cancelling a batch stops every request with the context's error; each that
 // made progress hands over one checkpoint, which resumes to the full run.
-func testBatchCancel(t *testing.T, e transfer.Optimizer, c Caveats) {
+func testBatchCancel(t *testing.T, e transfer.Engine, c Caveats) {
 	b := batcher(t, e)
 	steps := cancelSteps(c)
 	p := params(steps)

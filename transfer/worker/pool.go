@@ -37,7 +37,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Pool is a transfer.Optimizer whose Stylize runs in a worker process. It is safe for
+// Pool is a transfer.Engine whose Stylize runs in a worker process. It is safe for
 // concurrent use. A worker that crashes fails only the job it was running; the next job starts
 // a new one.
 type Pool struct {
@@ -51,7 +51,7 @@ type Pool struct {
 	closed bool
 }
 
-var _ transfer.Optimizer = (*Pool)(nil)
+var _ transfer.Engine = (*Pool)(nil)
 
 // ErrCrashed is wrapped by the error of a job whose worker died.
 var ErrCrashed = errors.New("engine worker crashed")
@@ -241,9 +241,9 @@ func (p *Pool) Stylize(ctx context.Context, req transfer.Request) (*transfer.Res
 	return results[0], errs[0]
 }
 
-var _ transfer.BatchOptimizer = (*Pool)(nil)
+var _ transfer.BatchEngine = (*Pool)(nil)
 
-// StylizeBatch runs reqs together in one worker (transfer.BatchOptimizer): the worker's engine
+// StylizeBatch runs reqs together in one worker (transfer.BatchEngine): the worker's engine
 // batches them if it can. A callback error fails only its own request.
 func (p *Pool) StylizeBatch(ctx context.Context, reqs []transfer.Request) ([]*transfer.Result, []error) {
 	return p.run(ctx, reqs, true)

@@ -1,4 +1,4 @@
-// Package worker runs a transfer.Optimizer in child processes, so that what goes wrong inside
+// Package worker runs a transfer.Engine in child processes, so that what goes wrong inside
 // libtorch stays there: a crash (segfault, abort, out-of-memory kill) fails the one pair that
 // was running, and the next pair gets a fresh process; memory that libtorch or gotch never give
 // back (gotch leaks a few bytes per tensor op) is returned when a worker is recycled after
@@ -141,11 +141,11 @@ func asNRGBA(img image.Image) *image.NRGBA {
 	return n
 }
 
-// Serve is the worker side: it announces opt's Info on w, then runs each job read from r on
-// opt, one at a time, streaming its events to w, until r ends (the parent closed the pipe or
+// Serve is the worker side: it announces eng's Info on w, then runs each job read from r on
+// eng, one at a time, streaming its events to w, until r ends (the parent closed the pipe or
 // died). A cancellation from the parent cancels the running job's context, so the engine can
 // send its last checkpoint before it stops.
-func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer) error {
+func Serve(ctx context.Context, r io.Reader, w io.Writer, eng transfer.Engine) error {
 	enc := gob.NewEncoder(w)
 	dec := gob.NewDecoder(r)
 	var mu sync.Mutex // enc is shared by the job's callbacks and the result
@@ -154,7 +154,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 		defer mu.Unlock()
 		return enc.Encode(&ev)
 	}
-	if err := enc.Encode(&hello{Info: opt.Info()}); err != nil {
+	if err := enc.Encode(&hello{Info: eng.Info()}); err != nil {
 		return fmt.Errorf("worker: hello: %w", err)
 	}
 
@@ -202,7 +202,7 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, opt transfer.Optimizer
 		var sendErr error // the job's last event could not be sent: the parent would wait forever
 		go func() {
 			defer close(done)
-			sendErr = send(runJob(jobCtx, opt, j, send))
+			sendErr = send(runJob(jobCtx, eng, j, send))
 		}()
 		for finished := false; !finished; {
 			select {
@@ -240,31 +240,31 @@ func jobContext(ctx context.Context, deadline time.Time) (context.Context, conte
 }
 
 // runJob runs a job or a batch and returns the event that ends it.
-func runJob(ctx context.Context, opt transfer.Optimizer, c *control, send func(event) error) event {
+func runJob(ctx context.Context, eng transfer.Engine, c *control, send func(event) error) event {
 	if c.Batch != nil {
-		return event{Batch: runBatch(ctx, opt, c.Batch, send)}
+		return event{Batch: runBatch(ctx, eng, c.Batch, send)}
 	}
-	res, err := opt.Stylize(ctx, request(c.Job, 0, send))
+	res, err := eng.Stylize(ctx, request(c.Job, 0, send))
 	if err != nil {
 		return event{Err: classify(err)}
 	}
 	return event{Result: res}
 }
 
-// runBatch runs jobs together when opt can (transfer.BatchOptimizer), else one by one.
-func runBatch(ctx context.Context, opt transfer.Optimizer, jobs []*job, send func(event) error) *batchDone {
+// runBatch runs jobs together when eng can (transfer.BatchEngine), else one by one.
+func runBatch(ctx context.Context, eng transfer.Engine, jobs []*job, send func(event) error) *batchDone {
 	reqs := make([]transfer.Request, len(jobs))
 	for i, j := range jobs {
 		reqs[i] = request(j, i, send)
 	}
 	var results []*transfer.Result
 	var errs []error
-	if b, ok := opt.(transfer.BatchOptimizer); ok {
+	if b, ok := eng.(transfer.BatchEngine); ok {
 		results, errs = b.StylizeBatch(ctx, reqs)
 	} else {
 		results, errs = make([]*transfer.Result, len(reqs)), make([]error, len(reqs))
 		for i, req := range reqs {
-			results[i], errs[i] = opt.Stylize(ctx, req)
+			results[i], errs[i] = eng.Stylize(ctx, req)
 		}
 	}
 	d := &batchDone{Items: make([]batchItem, len(jobs))}

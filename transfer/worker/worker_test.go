@@ -30,7 +30,7 @@ var workerEngine = fake.Engine{StepDelay: 2 * time.Millisecond}
 // NST_WORKER_ENGINE=batching one that says on stderr when it gets a batch.
 func TestMain(m *testing.M) {
 	if os.Getenv("NST_WORKER_TEST") != "" {
-		var eng transfer.Optimizer = workerEngine
+		var eng transfer.Engine = workerEngine
 		switch os.Getenv("NST_WORKER_ENGINE") {
 		case "single":
 			eng = single{workerEngine}
@@ -70,7 +70,7 @@ func (c crashing) Stylize(ctx context.Context, req transfer.Request) (*transfer.
 }
 
 // single is an engine without StylizeBatch: the worker runs a batch's requests one by one.
-type single struct{ transfer.Optimizer }
+type single struct{ transfer.Engine }
 
 // batching is the fake engine saying on stderr that it was asked for a batch.
 type batching struct{ fake.Engine }
@@ -104,7 +104,7 @@ func TestConformance(t *testing.T) {
 	for _, engine := range []string{"batching", "single"} {
 		t.Run(engine, func(t *testing.T) {
 			p := newPool(t, []string{"NST_WORKER_ENGINE=" + engine}, Options{Size: 2})
-			transfertest.Run(t, func(*testing.T) transfer.Optimizer { return p }, transfertest.Caveats{CancelLags: true})
+			transfertest.Run(t, func(*testing.T) transfer.Engine { return p }, transfertest.Caveats{CancelLags: true})
 		})
 	}
 }

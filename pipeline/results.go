@@ -68,9 +68,9 @@ type PairResult struct {
 	Final transfer.Step
 }
 
-// Report is the outcome of Run for one shard. It holds counts and the first failures, not
+// ShardResult is the outcome of Run for one shard. It holds counts and the first failures, not
 // every item: per-item results go to Config.Progress and to the shard's pair log.
-type Report struct {
+type ShardResult struct {
 	RunID      string
 	ShardIndex int
 	ShardCount int
@@ -90,7 +90,7 @@ type Report struct {
 	// be written.
 	SummaryKey string
 	// SheetKey is the key of the run's contact sheet under the output URL (with
-	// Config.Report), once every shard's summary exists; else this shard's first sheet page;
+	// Config.ContactSheet), once every shard's summary exists; else this shard's first sheet page;
 	// "" if none was written.
 	SheetKey string
 
@@ -98,13 +98,13 @@ type Report struct {
 }
 
 // OK reports whether every item of the shard is done, skipped or kept stale.
-func (r *Report) OK() bool { return r.Done+r.Skipped+r.Stale == r.Planned }
+func (r *ShardResult) OK() bool { return r.Done+r.Skipped+r.Stale == r.Planned }
 
 // ended counts the items that reached an end in this run.
-func (r *Report) ended() int { return r.Done + r.Skipped + r.Stale + r.Failed + r.Interrupted }
+func (r *ShardResult) ended() int { return r.Done + r.Skipped + r.Stale + r.Failed + r.Interrupted }
 
 // add counts one item's end.
-func (r *Report) add(pr PairResult) {
+func (r *ShardResult) add(pr PairResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch pr.Status {
@@ -116,7 +116,7 @@ func (r *Report) add(pr PairResult) {
 		r.Stale++
 	case StatusFailed:
 		r.Failed++
-		if len(r.Failures) < maxReportFailures {
+		if len(r.Failures) < maxKeptFailures {
 			r.Failures = append(r.Failures, pr)
 		}
 	case StatusInterrupted:
@@ -124,7 +124,7 @@ func (r *Report) add(pr PairResult) {
 	}
 }
 
-func (r *Report) addReindexed() {
+func (r *ShardResult) addReindexed() {
 	r.mu.Lock()
 	r.Reindexed++
 	r.mu.Unlock()

@@ -1,7 +1,7 @@
-// Package report draws what people look at after a run: the loss curves of a pair
-// (LossPlot) and a contact sheet of a batch (WriteSheet, Thumbnail). It renders only: the
+// Package render draws what people look at after a run: the loss curves of a pair
+// (LossPlot) and a run's contact sheet (WriteIndex, WritePage, Thumbnail). It renders only: the
 // pipeline gathers the data and writes the files. It imports no cgo and no blob driver.
-package report
+package render
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package report
+package render
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 	"github.com/nst-project/nst/internal/depcheck"
 )
 
-// TestImportBoundary: report renders in pure Go: no gotch, no transfer/torch, no buckets, no
+// TestImportBoundary: render draws in pure Go: no gotch, no transfer/torch, no buckets, no
 // pipeline.
 func TestImportBoundary(t *testing.T) {
 	depcheck.Forbid(t, []string{"."}, func(dep string) bool {
