@@ -59,14 +59,7 @@ func BenchmarkStep(b *testing.B) {
 					b.Skipf("%d px: name it in -bench or set NST_BENCH_512=1 (seconds a step on 2 cores)", size)
 				}
 				content, style := benchImages(b, size)
-				if eng == nil {
-					var err error
-					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2),
-						MemoryFormat: os.Getenv("NST_BENCH_FORMAT")})
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
+				openBenchEngine(b, &eng)
 				warm := benchEnvInt("NST_BENCH_WARMUP", 1)
 				p := transfer.DefaultParams()
 				p.Size = size
@@ -143,14 +136,7 @@ func BenchmarkBatchStep(b *testing.B) {
 					b.Skipf("%d px: name it in -bench or set NST_BENCH_512=1", size)
 				}
 				content, style := benchImages(b, size)
-				if eng == nil {
-					var err error
-					eng, err = New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2),
-						MemoryFormat: os.Getenv("NST_BENCH_FORMAT")})
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
+				openBenchEngine(b, &eng)
 				warm := benchEnvInt("NST_BENCH_WARMUP", 1)
 				p := transfer.DefaultParams()
 				p.Size, p.Steps, p.Precision = size, warm+b.N, os.Getenv("NST_BENCH_PRECISION")
@@ -387,4 +373,18 @@ func BenchmarkPeakMatmul(b *testing.B) {
 	}
 	b.ReportMetric(2*n*n*n/median(times)/1e9, "GFLOP/s")
 	b.ReportMetric(float64(numThreads()), "threads")
+}
+
+// openBenchEngine opens the benchmarks' shared engine on first use (NST_BENCH_THREADS,
+// NST_BENCH_FORMAT): one per benchmark function, so sub-benchmarks skipped by -bench cost nothing.
+func openBenchEngine(b *testing.B, eng **Engine) {
+	if *eng != nil {
+		return
+	}
+	e, err := New(Options{RandomWeights: true, Device: "cpu", Threads: benchEnvInt("NST_BENCH_THREADS", 2),
+		MemoryFormat: os.Getenv("NST_BENCH_FORMAT")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	*eng = e
 }
