@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -99,7 +100,21 @@ def flags_of(cand):
 
 
 def levels_of(flags):
-    return int(flags[flags.index("--scales") + 1]) if "--scales" in flags else None
+    """The pyramid levels a candidate runs: its --scales, else its named schedule's."""
+    if "--scales" in flags:
+        return int(flags[flags.index("--scales") + 1])
+    if "--schedule" in flags:
+        return schedules()[flags[flags.index("--schedule") + 1]].get("scales", 1)
+    return None
+
+
+def schedules():
+    """nst's named schedules as bench/ttq_torch.py copies them (SCHEDULES; transfer's
+    TestSchedulesMatchTheGPUBenchmark keeps that copy equal to transfer/schedule.go), read as
+    text so that this script needs no torch."""
+    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ttq_torch.py")).read()
+    return {m.group(1): json.loads(m.group(2)) for m in
+            re.finditer(r"""(?m)^\s*"([a-z]+)": json\.loads\('(\{.*\})'\),\s*# schedule [a-z]+$""", src)}
 
 
 def read_log(path):
