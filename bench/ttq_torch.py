@@ -47,7 +47,7 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 # nst's named schedules (transfer/schedule.go), one JSON object per line: the Go test
 # TestSchedulesMatchTheGPUBenchmark reads these lines.
 SCHEDULES = {
-    "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 200, "scales": 3, "scaleSteps": [100, 100], "stopTolerance": 0.001, "stopWindow": 10}'),  # schedule fast
+    "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 100, "scales": 2, "scaleSteps": [10], "stopTolerance": 0.001, "stopWindow": 10}'),  # schedule fast
 }
 
 

@@ -82,7 +82,7 @@ spec:
   inputs:
     contents: {url: %q}
     styles: {url: %q}
-  params: {size: 16, schedule: fast, steps: 6, scaleSteps: [3, 4]}
+  params: {size: 16, schedule: fast, steps: 6, scaleSteps: [3]}
   presets:
     - {name: fast}
     - {name: window, stopWindow: 2, stopTolerance: 0.5}
@@ -91,7 +91,7 @@ spec:
 	fast, _ := transfer.LookupSchedule("fast")
 	want := transfer.DefaultParams()
 	fast.Apply(&want)
-	want.Size, want.Steps, want.ScaleSteps = 16, 6, []int{3, 4}
+	want.Size, want.Steps, want.ScaleSteps = 16, 6, []int{3}
 	window := want
 	window.StopWindow, window.StopTolerance = 2, 0.5
 
