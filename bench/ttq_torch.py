@@ -34,11 +34,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import ttq  # bench/ttq.py: the targets and the report
+from variants import vgg19_to_conv5_1  # bench/variants.py: the seed's VGG19 cut at conv5_1
 
-CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]  # to conv5_1
 STYLE = {0: 1., 5: 0.8, 10: 0.5, 19: 0.3, 28: 0.1}  # module index in features: weight
 CONTENT = 21
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -50,16 +49,6 @@ SCHEDULES = {
     "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 100, "scales": 2, "scaleSteps": [10], "stopTolerance": 0.001, "stopWindow": 10}'),  # schedule fast
 }
 
-
-def vgg19_to_conv5_1():
-    layers, c = [], 3
-    for v in CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
-            c = v
-    return nn.Sequential(*layers)
 
 
 def features(vgg, x, bf16, dev):
