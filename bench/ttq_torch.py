@@ -11,6 +11,8 @@ the seed's weights, alpha 1, beta 1e6), written the way nst computes them:
   schedule:<name>   a named schedule of nst's (SCHEDULES below: transfer/schedule.go's values,
                     checked by transfer.TestSchedulesMatchTheGPUBenchmark)
   +bf16, +cl        bfloat16 autocast around VGG19, channels-last weights and image
+  +norm             L-BFGS's first step at each level lr/|g| (nst's --first-step norm) instead
+                    of torch's lr*min(1, 1/sum|g|)
 
 It writes the records bench/ttq.py reads (`ttq.py report --out DIR` prints the tables): the
 reference (Adam, --adam-steps steps, run here: on a GPU 2000 steps take seconds), Adam probes,
@@ -46,7 +48,7 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 # nst's named schedules (transfer/schedule.go), one JSON object per line: the Go test
 # TestSchedulesMatchTheGPUBenchmark reads these lines.
 SCHEDULES = {
-    "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 100, "scales": 2, "scaleSteps": [10], "stopTolerance": 0.001, "stopWindow": 10}'),  # schedule fast
+    "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 100, "scales": 2, "scaleSteps": [10], "stopTolerance": 0.001, "stopWindow": 10, "firstStep": "norm"}'),  # schedule fast
 }
 
 
@@ -139,7 +141,8 @@ def down(img, side):
 
 def parse(cand):
     base, *mods = cand.split("+")
-    s = {"bf16": "bf16" in mods, "cl": "cl" in mods, "scales": 1, "scaleSteps": [], "stopTolerance": 0, "stopWindow": 0}
+    s = {"bf16": "bf16" in mods, "cl": "cl" in mods, "scales": 1, "scaleSteps": [], "stopTolerance": 0, "stopWindow": 0,
+         "firstStep": "norm" if "norm" in mods else "torch"}
     if base == "adam":
         s.update(optimizer="adam", lr=0.003, history=0)
     elif base.startswith("lbfgs"):
@@ -211,14 +214,20 @@ def optimise(a, vgg, size, s, limit, steps_last):
                 opt = torch.optim.LBFGS([x], lr=s["lr"], max_iter=n, max_eval=n * 100, history_size=s["history"],
                                         tolerance_grad=1e-7, tolerance_change=1e-9, line_search_fn="strong_wolfe")
                 seen = [-1]
+                cache = []  # (x, loss, grad) of the last evaluations: see firstStep below
 
                 class Stop(Exception):
                     pass
 
                 def closure():
                     opt.zero_grad()
-                    loss = pr.loss(x)
-                    loss.backward()
+                    hit = next((c for c in cache if torch.equal(c[0], x.detach())), None)
+                    if hit:
+                        loss, x.grad = hit[1], hit[2].clone()
+                    else:
+                        loss = pr.loss(x)
+                        loss.backward()
+                        cache[:] = cache[-3:] + [(x.detach().clone(), loss.detach(), x.grad.clone())]
                     it = opt.state[opt._params[0]].get("n_iter", 0)
                     if it != seen[0]:
                         seen[0] = it
@@ -226,6 +235,17 @@ def optimise(a, vgg, size, s, limit, steps_last):
                             raise Stop
                     return loss
                 try:
+                    if s["firstStep"] == "norm" and n > 1:
+                        # torch.optim.LBFGS's first step is lr*min(1, 1/sum|g|) with no choice: run
+                        # its first iteration alone with lr scaled to make that lr/|g|, then the rest
+                        # at lr. The cache answers the evaluations the second call repeats (its
+                        # start, at the point the first ended on), so this costs what nst's does.
+                        closure()
+                        g = x.grad
+                        l1, l2 = g.abs().sum().item(), g.norm().item()
+                        opt.param_groups[0].update(lr=s["lr"] / l2 / min(1.0, 1.0 / l1), max_iter=1)
+                        opt.step(closure)
+                        opt.param_groups[0].update(lr=s["lr"], max_iter=n - 1)
                     opt.step(closure)
                 except Stop:
                     pass

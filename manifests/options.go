@@ -35,6 +35,7 @@ type Options struct {
 	PreserveColors *bool       `yaml:"preserveColors"` // keep the content's colours
 	History        *int        `yaml:"history"`        // L-BFGS history, 1..1000
 	Tolerance      *float64    `yaml:"tolerance"`      // L-BFGS tolerance, finite >= 0
+	FirstStep      *string     `yaml:"firstStep"`      // L-BFGS first step: torch or norm
 	StyleBlend     []float64   `yaml:"styleBlend"`     // weight of each style image, finite >= 0
 	Precision      *string     `yaml:"precision"`      // fp32 or bf16 (bfloat16 VGG19)
 	ScaleSteps     []int       `yaml:"scaleSteps"`     // steps of each coarser scale, coarsest first

@@ -156,15 +156,25 @@ type Params struct {
 	// provenance; the fields above are what runs.
 	Schedule string `json:"schedule,omitempty"`
 
-	// L-BFGS settings (ignored by Adam).
+	// L-BFGS settings (ignored by Adam). FirstStep is the length of each scale's first step:
+	// "" or FirstStepTorch, torch.optim.LBFGS's lr*min(1, 1/sum|g|) (the parity reference), or
+	// FirstStepNorm, L-BFGS-B's lr/sqrt(sum g^2), which does not shrink with the image's
+	// pixel count the way torch's does (docs/BENCHMARKS.md section 2).
 	History   int     `json:"history,omitempty"`
 	Tolerance float64 `json:"tolerance,omitempty"`
+	FirstStep string  `json:"firstStep,omitempty"`
 
 	// Precision of the VGG19 forward and backward: "" or "fp32" (the seed's), or "bf16"
 	// (bfloat16 convolutions; features, Gram matrices, losses and the image stay float32).
 	// bf16 is faster where the hardware has it and is not bit-exact with the seed.
 	Precision string `json:"precision,omitempty"`
 }
+
+// L-BFGS first steps (Params.FirstStep).
+const (
+	FirstStepTorch = "torch"
+	FirstStepNorm  = "norm"
+)
 
 // Precisions.
 const (
@@ -419,7 +429,7 @@ var paramTable = []Param{
 		func(p *Params) *bool { return &p.PreserveColors }, nil),
 	param("scales", "coarse-to-fine pyramid levels",
 		func(p *Params) *int { return &p.Scales }, intIn(0, MaxScale)),
-	param("precision", "fp32 (the seed's, the default) or bf16 (faster VGG19 where the CPU/GPU has bfloat16; losses within ~1% of fp32)",
+	param("precision", "fp32 (the seed's, the default) or bf16 (faster VGG19 where the CPU/GPU has bfloat16; Adam's losses within 5% of fp32's)",
 		func(p *Params) *string { return &p.Precision }, func(_ Params, v string, bad func(int, string, ...any)) {
 			if v != "" && v != FP32 && v != BF16 {
 				bad(-1, "%q is not fp32 or bf16", v)
@@ -435,6 +445,12 @@ var paramTable = []Param{
 		func(p *Params) *float64 { return &p.Tolerance }, func(p Params, v float64, bad func(int, string, ...any)) {
 			if p.Optimizer == LBFGS {
 				nonNegative(p, v, bad)
+			}
+		}),
+	param("firstStep", "L-BFGS's first step at each scale: torch (lr/sum|g|, torch.optim.LBFGS's, the default) or norm (lr/|g|, L-BFGS-B's)",
+		func(p *Params) *string { return &p.FirstStep }, func(_ Params, v string, bad func(int, string, ...any)) {
+			if v != "" && v != FirstStepTorch && v != FirstStepNorm {
+				bad(-1, "%q is not torch or norm", v)
 			}
 		}),
 	param("scaleSteps", "steps of each coarser scale, coarsest first (scales minus 1 values; the last scale runs steps)",

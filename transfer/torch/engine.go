@@ -458,7 +458,7 @@ func (r *run) optimiseScale(ctx context.Context, level int, plan scalePlan, prev
 	var ad *adam
 	var lb *lbfgs
 	if p.Optimizer == transfer.LBFGS {
-		lb = newLBFGS(p.LR, p.History, p.Tolerance)
+		lb = newLBFGS(p.LR, p.History, p.Tolerance, p.FirstStep)
 		defer lb.drop()
 	} else {
 		ad = newAdam(p.LR)

@@ -305,7 +305,7 @@ func TestLBFGSRosenbrock(t *testing.T) {
 	}
 	r := &run{}
 	eval := r.lineEval(nil, x, f)
-	o := newLBFGS(1, 10, 1e-12)
+	o := newLBFGS(1, 10, 1e-12, "")
 	defer o.drop()
 	cur, err := f(x)
 	if err != nil {
@@ -331,6 +331,164 @@ func TestLBFGSRosenbrock(t *testing.T) {
 		t.Errorf("L-BFGS took %d iterations; strong-Wolfe L-BFGS needs about 30-40 on Rosenbrock", iters)
 	}
 	t.Logf("Rosenbrock: %d iterations, f = %.3g", iters, cur.f)
+}
+
+// TestLBFGSFirstStepNorm: firstStep "norm" (L-BFGS-B's lr/|g|) starts the line search nearer
+// the step it accepts than torch's lr/sum|g|, whose length shrinks with the number of values,
+// so its first iteration takes fewer evaluations; both then minimise the same function. A
+// quadratic over the values of a 128 px image; and the engine passes Params.FirstStep on (its
+// second logged loss differs between the rules).
+func TestLBFGSFirstStepNorm(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const n = 3 * 128 * 128
+	firstEvals := map[string]int{}
+	for _, rule := range []string{transfer.FirstStepTorch, transfer.FirstStepNorm} {
+		var s scope
+		start, curv, target := make([]float32, n), make([]float32, n), make([]float32, n)
+		for i := range start {
+			curv[i] = 1 + float32(i%7)/7
+			target[i] = float32(i%11) / 11
+			start[i] = target[i] - 0.1
+		}
+		x := s.fromFloat32(start, gotch.CPU, n)
+		a, c := s.fromFloat32(curv, gotch.CPU, n), s.fromFloat32(target, gotch.CPU, n)
+		if err := requiresGrad(x, true); err != nil {
+			t.Fatal(err)
+		}
+		f := func(xt *ts.Tensor) (point, error) {
+			var ss scope
+			defer ss.drop()
+			loss := ss.sum(ss.mul(a, ss.square(ss.sub(xt, c))))
+			v := ss.values(loss)
+			if !ss.ok() {
+				return point{}, ss.err
+			}
+			g, err := ts.RunBackward([]*ts.Tensor{loss}, []*ts.Tensor{xt}, false, false)
+			if err != nil {
+				return point{}, err
+			}
+			return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
+		}
+		r := &run{}
+		evals := 0
+		inner := r.lineEval(nil, x, f)
+		eval := func(t float64, d *ts.Tensor) (point, error) { evals++; return inner(t, d) }
+		o := newLBFGS(1, 10, 1e-9, rule)
+		cur, err := f(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f0 := cur.f
+		for i := 0; i < 10 && !o.converged; i++ {
+			next, err := o.step(cur, eval, r.lineMove(x))
+			if errors.Is(err, errConverged) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = next
+			if i == 0 {
+				firstEvals[rule] = evals
+			}
+		}
+		if !(cur.f < 1e-6*f0) {
+			t.Errorf("firstStep %s: the loss went from %g to %g only", rule, f0, cur.f)
+		}
+		t.Logf("firstStep %s: first iteration %d evaluations, %d in all, loss %g -> %g", rule, firstEvals[rule], evals, f0, cur.f)
+		_ = cur.g.Drop()
+		o.drop()
+		s.drop()
+	}
+	if !(firstEvals[transfer.FirstStepNorm] < firstEvals[transfer.FirstStepTorch]) {
+		t.Errorf("first iteration: %d evaluations with norm, %d with torch's rule; want fewer", firstEvals[transfer.FirstStepNorm], firstEvals[transfer.FirstStepTorch])
+	}
+
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	second := map[string]float64{}
+	for _, rule := range []string{"", transfer.FirstStepNorm} {
+		p := smallParams(2)
+		p.Optimizer, p.LR, p.FirstStep = transfer.LBFGS, 1, rule
+		res, err := stylize(t, e, transfer.Request{Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		second[rule] = res.Log[1].TotalLoss
+	}
+	if second[""] == second[transfer.FirstStepNorm] {
+		t.Errorf("the engine took the same first step with firstStep norm as with torch's: loss %g after it", second[""])
+	}
+}
+
+// TestLBFGSFirstStepUnderRounding: when the objective sees x rounded (as --precision bf16's
+// VGG19 sees the image), torch.optim.LBFGS's first step, lr*min(1, 1/sum|g|), can be too
+// short to change the rounded x at all: on a 512 px image (786k values) it moves each value
+// by ~1e-6, under bfloat16's spacing (2^-7 between 1 and 2), the loss does not move and the
+// line search gives up: "converged" at step 1. The objective here is that case made exact:
+// sum((bf16(x) - target)^2) over the values of a 128 px image, which bf16 represents
+// exactly, every target 0.1 away, so the first step moves each by 1/n = 2e-5. The optimiser
+// must lengthen its first step until the loss moves, and then converge as on any quadratic.
+func TestLBFGSFirstStepUnderRounding(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const n = 3 * 128 * 128
+	var s scope
+	defer s.drop()
+	start := make([]float32, n)
+	target := make([]float32, n)
+	for i := range start {
+		start[i] = 1 + float32(i%64)/64 // in [1, 2), multiples of 2^-6: exact in bfloat16
+		target[i] = start[i] + 0.1
+	}
+	x := s.fromFloat32(start, gotch.CPU, n)
+	tgt := s.fromFloat32(target, gotch.CPU, n)
+	if err := requiresGrad(x, true); err != nil {
+		t.Fatal(err)
+	}
+	f := func(xt *ts.Tensor) (point, error) {
+		var ss scope
+		defer ss.drop()
+		r := ss.add(ss.add(xt.Totype(gotch.BFloat16, false)).Totype(gotch.Float, false))
+		loss := ss.sum(ss.square(ss.sub(r, tgt)))
+		if !ss.ok() {
+			return point{}, ss.err
+		}
+		v := ss.values(loss)
+		g, err := ts.RunBackward([]*ts.Tensor{loss}, []*ts.Tensor{xt}, false, false)
+		if err != nil {
+			return point{}, err
+		}
+		return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
+	}
+	r := &run{}
+	evals := 0
+	inner := r.lineEval(nil, x, f)
+	eval := func(t float64, d *ts.Tensor) (point, error) { evals++; return inner(t, d) }
+	o := newLBFGS(1, 10, 1e-9, "")
+	defer o.drop()
+	cur, err := f(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f0 := cur.f
+	iters := 0
+	for ; iters < 10 && !o.converged; iters++ {
+		next, err := o.step(cur, eval, r.lineMove(x))
+		if errors.Is(err, errConverged) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	defer cur.g.Drop()
+	// The rounding leaves up to half a spacing (2^-8 here) per value: at most n*2^-16 < 1.
+	if !(cur.f < 1e-3*f0) {
+		t.Fatalf("after %d iterations the loss is %g, from %g: the first step was lost to rounding", iters, cur.f, f0)
+	}
+	t.Logf("loss %g -> %g in %d iterations, %d evaluations", f0, cur.f, iters, evals)
 }
 
 func TestCubicInterpolate(t *testing.T) {

@@ -27,13 +27,15 @@ type lbfgs struct {
 	t             float64    // last step length
 	converged     bool
 	lineSearchMax int
+	// firstStep is the first iteration's step rule (transfer.FirstStepTorch or FirstStepNorm).
+	firstStep string
 }
 
 // errConverged stops the loop early: the gradient or the progress fell below tolerance.
 var errConverged = errors.New("converged")
 
-func newLBFGS(lr float64, history int, tol float64) *lbfgs {
-	return &lbfgs{lr: lr, history: history, tolGrad: 1e-7, tolChange: tol, hDiag: 1, lineSearchMax: 25}
+func newLBFGS(lr float64, history int, tol float64, firstStep string) *lbfgs {
+	return &lbfgs{lr: lr, history: history, tolGrad: 1e-7, tolChange: tol, hDiag: 1, lineSearchMax: 25, firstStep: firstStep}
 }
 
 // point is the objective evaluated somewhere: its value, loss terms, and gradient (owned by
@@ -137,7 +139,14 @@ func (o *lbfgs) step(cur point, eval objective, move func(t float64, d *ts.Tenso
 	o.d = s.take(d)
 
 	t := o.lr
-	if o.iter == 1 {
+	switch {
+	case o.iter == 1 && o.firstStep == transfer.FirstStepNorm:
+		// L-BFGS-B's first step (Byrd, Lu, Nocedal and Zhu; SciPy's): a move of lr in
+		// Euclidean norm. Torch's below moves no value of a 512 px image more than ~4e-6
+		// where the line search accepts ~0.2, and the search grows it 10x an evaluation: 7
+		// evaluations, against 4 from here (random weights; docs/BENCHMARKS.md section 2).
+		t = o.lr / math.Sqrt(scalarOf(&s, s.dot(g, g)))
+	case o.iter == 1:
 		l1 := scalarOf(&s, s.sum(s.add(g.Abs(false))))
 		t = math.Min(1, 1/l1) * o.lr
 	}
@@ -149,6 +158,17 @@ func (o *lbfgs) step(cur point, eval objective, move func(t float64, d *ts.Tenso
 		return cur, errConverged
 	}
 	next, tt, err := o.strongWolfe(eval, t, o.d, cur, gtd)
+	// torch.optim.LBFGS would stop here; nst lengthens a first step that changed nothing.
+	// Its length, lr/sum|g|, shrinks with the image's size, and where the objective sees x
+	// rounded (bf16 VGG19 sees it to 2^-7 between 1 and 2) no value of a 512 px image moves
+	// more than ~4e-6: the loss cannot move and the search gives up at step 1
+	// (TestLBFGSFirstStepUnderRounding). Ten times longer per try, up to lr (the length torch
+	// takes when sum|g| < 1). Where torch's first step makes progress, as in the parity
+	// tests, nothing here runs.
+	for o.iter == 1 && errors.Is(err, errConverged) && t*10 <= o.lr {
+		t *= 10
+		next, tt, err = o.strongWolfe(eval, t, o.d, cur, gtd)
+	}
 	if err != nil {
 		return cur, err
 	}
