@@ -125,7 +125,8 @@ def load(images, kind, size):
         from PIL import Image  # only with --images
         im = Image.open(os.path.join(images, f"{kind}-{size}.png")).convert("RGB")
         t = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3)
-        return t.permute(2, 0, 1).unsqueeze(0).float() / 255
+        # contiguous: a permuted image's gradient is too, and torch.optim.LBFGS views it flat
+        return t.permute(2, 0, 1).unsqueeze(0).float().contiguous() / 255
     return F.interpolate(synthetic(kind, 1024), size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 

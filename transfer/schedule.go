@@ -37,8 +37,9 @@ var schedules = []Schedule{
 			p.Scales, p.ScaleSteps, p.StopTolerance, p.StopWindow = d.Scales, nil, 0, 0
 		},
 	},
-	// fast is the best candidate of the time-to-quality benchmark at 512 px (docs/BENCHMARKS.md
-	// section 2, c2f2-10-h50: the seed's 400-step Adam loss 36x sooner), capped: 10 L-BFGS
+	// fast is one of the two best fp32 candidates of the time-to-quality benchmark at 512 px
+	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 105x sooner; 3 levels 107x,
+	// one run each), capped: 10 L-BFGS
 	// steps at half size, then up to 100 at full size, ended sooner when the loss stops falling;
 	// each scale's first step is L-BFGS-B's (FirstStepNorm), which saves ~3 evaluations a scale.
 	{
