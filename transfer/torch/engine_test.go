@@ -311,17 +311,7 @@ func TestLBFGSRosenbrock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iters := 0
-	for ; iters < 100 && !o.converged; iters++ {
-		next, err := o.step(cur, eval, r.lineMove(x))
-		if errors.Is(err, errConverged) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur = next
-	}
+	cur, iters := iterate(t, o, cur, eval, r.lineMove(x), 100, nil)
 	defer cur.g.Drop()
 	got := s.values(x)
 	if math.Abs(got[0]-1) > 1e-4 || math.Abs(got[1]-1) > 1e-4 {
@@ -331,6 +321,27 @@ func TestLBFGSRosenbrock(t *testing.T) {
 		t.Errorf("L-BFGS took %d iterations; strong-Wolfe L-BFGS needs about 30-40 on Rosenbrock", iters)
 	}
 	t.Logf("Rosenbrock: %d iterations, f = %.3g", iters, cur.f)
+}
+
+// iterate runs up to limit L-BFGS iterations from cur until it converges, calling after (if
+// set) with each completed iteration's index; it returns the last point and the iterations run.
+func iterate(t *testing.T, o *lbfgs, cur point, eval objective, move func(float64, *ts.Tensor) error, limit int, after func(int)) (point, int) {
+	t.Helper()
+	i := 0
+	for ; i < limit && !o.converged; i++ {
+		next, err := o.step(cur, eval, move)
+		if errors.Is(err, errConverged) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+		if after != nil {
+			after(i)
+		}
+	}
+	return cur, i
 }
 
 // TestLBFGSFirstStepNorm: firstStep "norm" (L-BFGS-B's lr/|g|) starts the line search nearer
@@ -380,19 +391,11 @@ func TestLBFGSFirstStepNorm(t *testing.T) {
 			t.Fatal(err)
 		}
 		f0 := cur.f
-		for i := 0; i < 10 && !o.converged; i++ {
-			next, err := o.step(cur, eval, r.lineMove(x))
-			if errors.Is(err, errConverged) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = next
+		cur, _ = iterate(t, o, cur, eval, r.lineMove(x), 10, func(i int) {
 			if i == 0 {
 				firstEvals[rule] = evals
 			}
-		}
+		})
 		if !(cur.f < 1e-6*f0) {
 			t.Errorf("firstStep %s: the loss went from %g to %g only", rule, f0, cur.f)
 		}
@@ -472,17 +475,7 @@ func TestLBFGSFirstStepUnderRounding(t *testing.T) {
 		t.Fatal(err)
 	}
 	f0 := cur.f
-	iters := 0
-	for ; iters < 10 && !o.converged; iters++ {
-		next, err := o.step(cur, eval, r.lineMove(x))
-		if errors.Is(err, errConverged) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur = next
-	}
+	cur, iters := iterate(t, o, cur, eval, r.lineMove(x), 10, nil)
 	defer cur.g.Drop()
 	// The rounding leaves up to half a spacing (2^-8 here) per value: at most n*2^-16 < 1.
 	if !(cur.f < 1e-3*f0) {
