@@ -215,20 +215,23 @@ def optimise(a, vgg, size, s, limit, steps_last):
                 opt = torch.optim.LBFGS([x], lr=s["lr"], max_iter=n, max_eval=n * 100, history_size=s["history"],
                                         tolerance_grad=1e-7, tolerance_change=1e-9, line_search_fn="strong_wolfe")
                 seen = [-1]
-                cache = []  # (x, loss, grad) of the last evaluations: see firstStep below
+                # (x, loss, grad) of the last evaluations, kept only where the first step is run
+                # alone (firstStep below): other candidates pay no copies
+                cache = [] if s["firstStep"] == "norm" else None
 
                 class Stop(Exception):
                     pass
 
                 def closure():
                     opt.zero_grad()
-                    hit = next((c for c in cache if torch.equal(c[0], x.detach())), None)
+                    hit = next((c for c in cache if torch.equal(c[0], x.detach())), None) if cache else None
                     if hit:
                         loss, x.grad = hit[1], hit[2].clone()
                     else:
                         loss = pr.loss(x)
                         loss.backward()
-                        cache[:] = cache[-3:] + [(x.detach().clone(), loss.detach(), x.grad.clone())]
+                        if cache is not None:
+                            cache[:] = cache[-3:] + [(x.detach().clone(), loss.detach(), x.grad.clone())]
                     it = opt.state[opt._params[0]].get("n_iter", 0)
                     if it != seen[0]:
                         seen[0] = it

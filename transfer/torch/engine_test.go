@@ -284,25 +284,14 @@ func TestLBFGSRosenbrock(t *testing.T) {
 	if err := requiresGrad(x, true); err != nil {
 		t.Fatal(err)
 	}
-	f := func(xt *ts.Tensor) (point, error) {
-		var ss scope
-		defer ss.drop()
+	f := objectiveOf(func(ss *scope, xt *ts.Tensor) *ts.Tensor {
 		a := ss.narrow(xt, 0, 0, 1)
 		b := ss.narrow(xt, 0, 1, 1)
 		one := ss.scale(ss.plus(ss.scale(a, -1), 1), 1)
 		term1 := ss.square(one)
 		term2 := ss.scale(ss.square(ss.sub(b, ss.square(a))), 100)
-		loss := ss.sum(ss.addT(term1, term2))
-		if !ss.ok() {
-			return point{}, ss.err
-		}
-		v := ss.values(loss)
-		g, err := ts.RunBackward([]*ts.Tensor{loss}, []*ts.Tensor{xt}, false, false)
-		if err != nil {
-			return point{}, err
-		}
-		return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
-	}
+		return ss.sum(ss.addT(term1, term2))
+	})
 	r := &run{}
 	eval := r.lineEval(nil, x, f)
 	o := newLBFGS(1, 10, 1e-12, "")
@@ -321,6 +310,33 @@ func TestLBFGSRosenbrock(t *testing.T) {
 		t.Errorf("L-BFGS took %d iterations; strong-Wolfe L-BFGS needs about 30-40 on Rosenbrock", iters)
 	}
 	t.Logf("Rosenbrock: %d iterations, f = %.3g", iters, cur.f)
+}
+
+// objectiveOf makes a test objective from a scalar loss built with tensor ops: its value and
+// its gradient with respect to x, as the engine's evalAt gives them to L-BFGS.
+func objectiveOf(loss func(ss *scope, x *ts.Tensor) *ts.Tensor) func(*ts.Tensor) (point, error) {
+	return func(xt *ts.Tensor) (point, error) {
+		var ss scope
+		defer ss.drop()
+		l := loss(&ss, xt)
+		if !ss.ok() {
+			return point{}, ss.err
+		}
+		v := ss.values(l)
+		if !ss.ok() {
+			return point{}, ss.err
+		}
+		g, err := ts.RunBackward([]*ts.Tensor{l}, []*ts.Tensor{xt}, false, false)
+		if err != nil {
+			return point{}, err
+		}
+		return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
+	}
+}
+
+// counted is eval counting its calls in *n.
+func counted(eval objective, n *int) objective {
+	return func(t float64, d *ts.Tensor) (point, error) { *n++; return eval(t, d) }
 }
 
 // iterate runs up to limit L-BFGS iterations from cur until it converges, calling after (if
@@ -367,24 +383,12 @@ func TestLBFGSFirstStepNorm(t *testing.T) {
 		if err := requiresGrad(x, true); err != nil {
 			t.Fatal(err)
 		}
-		f := func(xt *ts.Tensor) (point, error) {
-			var ss scope
-			defer ss.drop()
-			loss := ss.sum(ss.mul(a, ss.square(ss.sub(xt, c))))
-			v := ss.values(loss)
-			if !ss.ok() {
-				return point{}, ss.err
-			}
-			g, err := ts.RunBackward([]*ts.Tensor{loss}, []*ts.Tensor{xt}, false, false)
-			if err != nil {
-				return point{}, err
-			}
-			return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
-		}
+		f := objectiveOf(func(ss *scope, xt *ts.Tensor) *ts.Tensor {
+			return ss.sum(ss.mul(a, ss.square(ss.sub(xt, c))))
+		})
 		r := &run{}
 		evals := 0
-		inner := r.lineEval(nil, x, f)
-		eval := func(t float64, d *ts.Tensor) (point, error) { evals++; return inner(t, d) }
+		eval := counted(r.lineEval(nil, x, f), &evals)
 		o := newLBFGS(1, 10, 1e-9, rule)
 		cur, err := f(x)
 		if err != nil {
@@ -449,25 +453,13 @@ func TestLBFGSFirstStepUnderRounding(t *testing.T) {
 	if err := requiresGrad(x, true); err != nil {
 		t.Fatal(err)
 	}
-	f := func(xt *ts.Tensor) (point, error) {
-		var ss scope
-		defer ss.drop()
+	f := objectiveOf(func(ss *scope, xt *ts.Tensor) *ts.Tensor {
 		r := ss.add(ss.add(xt.Totype(gotch.BFloat16, false)).Totype(gotch.Float, false))
-		loss := ss.sum(ss.square(ss.sub(r, tgt)))
-		if !ss.ok() {
-			return point{}, ss.err
-		}
-		v := ss.values(loss)
-		g, err := ts.RunBackward([]*ts.Tensor{loss}, []*ts.Tensor{xt}, false, false)
-		if err != nil {
-			return point{}, err
-		}
-		return point{f: v[0], parts: lossParts{total: v[0]}, g: g[0]}, nil
-	}
+		return ss.sum(ss.square(ss.sub(r, tgt)))
+	})
 	r := &run{}
 	evals := 0
-	inner := r.lineEval(nil, x, f)
-	eval := func(t float64, d *ts.Tensor) (point, error) { evals++; return inner(t, d) }
+	eval := counted(r.lineEval(nil, x, f), &evals)
 	o := newLBFGS(1, 10, 1e-9, "")
 	defer o.drop()
 	cur, err := f(x)
