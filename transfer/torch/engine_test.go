@@ -148,6 +148,12 @@ func TestGramAndLosses(t *testing.T) {
 	if got := s.values(gram(&s, f)); fmt.Sprint(got) != "[14 32 32 77]" {
 		t.Errorf("gram = %v, want [14 32 32 77]", got)
 	}
+	// A batch of two, F and then F with its rows swapped and the first negated: each image's
+	// own Gram, [[14 32] [32 77]] and [[77 -32] [-32 14]].
+	fb := s.fromFloat32([]float32{1, 2, 3, 4, 5, 6, 4, 5, 6, -1, -2, -3}, gotch.CPU, 2, 2, 1, 3)
+	if got := s.values(gram(&s, fb)); fmt.Sprint(got) != "[14 32 32 77 77 -32 -32 14]" {
+		t.Errorf("gram of a batch = %v, want [14 32 32 77 77 -32 -32 14]", got)
+	}
 	// TV of a 1x1x2x2 image [[0 1] [3 5]]: vertical diffs 3, 4 (mean sq 12.5), horizontal 1, 2
 	// (mean sq 2.5): 15.
 	x := s.fromFloat32([]float32{0, 1, 3, 5}, gotch.CPU, 1, 1, 2, 2)

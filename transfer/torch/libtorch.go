@@ -16,6 +16,7 @@ extern void at_manual_seed(int64_t);
 extern void at_copy_(tensor dst, tensor src);
 extern void at_free(tensor);
 extern void atg_requires_grad_(tensor *out, tensor self, int requires_grad);
+extern void atg_relu_(tensor *out, tensor self);
 
 // nst_requires_grad sets requires_grad in place. gotch's RequiresGrad_ replaces its handle
 // with the new one libtorch returns and never frees the old one, which pins the tensor's
@@ -23,6 +24,14 @@ extern void atg_requires_grad_(tensor *out, tensor self, int requires_grad);
 static void nst_requires_grad(tensor t, int on) {
 	tensor out = 0;
 	atg_requires_grad_(&out, t, on);
+	if (out) at_free(out);
+}
+
+// nst_relu_ applies ReLU in place (torchvision's ReLU(inplace=True), as the seed's VGG19 runs
+// it), freeing the alias libtorch returns, which gotch's Relu_ would leak with its storage.
+static void nst_relu_(tensor t) {
+	tensor out = 0;
+	atg_relu_(&out, t);
 	if (out) at_free(out);
 }
 
@@ -122,6 +131,12 @@ func requiresGrad(t *ts.Tensor, on bool) error {
 		v = 1
 	}
 	C.nst_requires_grad(C.tensor(t.Ctensor()), v)
+	return lastErr()
+}
+
+// reluInPlace clamps t's negative values to 0 in place.
+func reluInPlace(t *ts.Tensor) error {
+	C.nst_relu_(C.tensor(t.Ctensor()))
 	return lastErr()
 }
 

@@ -80,7 +80,16 @@ type problem struct {
 }
 
 // gram returns F·Fᵀ for each image of a (B, d, h, w) activation: (B, d, d), as the seed's
-// gram_matrix (view(d, h*w) then mm with its transpose) does for B = 1.
+// gram_matrix does (view(d, h*w), then mm with its transpose) for each image.
+//
+// It is mm per image, not one bmm: mm's backward computes the gradient of its transposed
+// operand in that operand's layout, so the two gradients of F add up as contiguous tensors;
+// bmm's backward returns it transposed, and summing a transposed 64 x 16384 gradient into F's
+// is a strided copy. Forward and backward of one 1x64x128x128 Gram took 5.4 ms with mm and
+// 6.5 ms with bmm, 17 and 27 ms at 256 px (bench/gram.py); the bmm Gram was most of what
+// made nst's step slower than the seed's at 128 and 256 px (docs/BENCHMARKS.md, section 1).
+// Several images are unbound, each multiplied, and stacked (unbind's backward is one stack),
+// so a batch's Grams are the lone runs' to the bit.
 func gram(s *scope, f *ts.Tensor) *ts.Tensor {
 	if !s.ok() {
 		return nil
@@ -90,8 +99,17 @@ func gram(s *scope, f *ts.Tensor) *ts.Tensor {
 		s.err = torchErr("size", err)
 		return nil
 	}
-	flat := s.view(f, size[0], size[1], size[2]*size[3])
-	return s.bmm(flat, s.transpose(flat, 1, 2))
+	b, d, hw := size[0], size[1], size[2]*size[3]
+	if b == 1 {
+		flat := s.view(f, d, hw)
+		return s.view(s.mm(flat, s.transpose(flat, 0, 1)), 1, d, d)
+	}
+	rows := s.unbind(s.view(f, b, d, hw), 0)
+	gs := make([]*ts.Tensor, len(rows))
+	for i, r := range rows {
+		gs[i] = s.mm(r, s.transpose(r, 0, 1))
+	}
+	return s.stack(0, gs...)
 }
 
 // newProblem computes the targets of one scale, without building an autograd graph (no input

@@ -170,11 +170,29 @@ func (s *scope) transpose(a *ts.Tensor, d0, d1 int64) *ts.Tensor {
 	return s.add(a.Transpose(d0, d1, false))
 }
 
-func (s *scope) bmm(a, b *ts.Tensor) *ts.Tensor {
+func (s *scope) mm(a, b *ts.Tensor) *ts.Tensor {
 	if !s.ok() {
 		return nil
 	}
-	return s.add(a.Bmm(b, false))
+	return s.add(a.Mm(b, false))
+}
+
+// unbind splits a along dim into views. gotch's Unbind does not free the C array of handles
+// libtorch returns (8 bytes per view and one more), a leak of the same order as every gotch
+// op's 32 bytes.
+func (s *scope) unbind(a *ts.Tensor, dim int64) []*ts.Tensor {
+	if !s.ok() {
+		return nil
+	}
+	parts, err := a.Unbind(dim)
+	if err != nil {
+		s.err = torchErr("unbind", err)
+		return nil
+	}
+	for _, p := range parts {
+		s.add(p, nil)
+	}
+	return parts
 }
 
 func (s *scope) narrow(a *ts.Tensor, dim, start, length int64) *ts.Tensor {

@@ -140,8 +140,11 @@ func (m *vgg) forward(s *scope, x *ts.Tensor, want map[string]bool) map[string]*
 			s.err = torchErr(c.name, err)
 			break
 		}
-		act, err := conv.Relu(true)
-		if err != nil {
+		// In place, as torchvision's VGG19 does: no second buffer per layer to allocate and
+		// fill. Autograd allows it, as the convolution keeps its input, not its output.
+		act := conv
+		if err := reluInPlace(conv); err != nil {
+			_ = conv.Drop()
 			s.err = torchErr(c.name+" relu", err)
 			break
 		}
