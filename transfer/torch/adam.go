@@ -7,14 +7,18 @@ import (
 )
 
 // adam is torch.optim.Adam (PyTorch 2.1, single-tensor path, no weight decay, no amsgrad) with
-// its state in plain tensors, so it can be checkpointed and resumed, and written with the same
-// operations in the same order so results match PyTorch's to rounding:
+// its state in plain tensors, so it can be checkpointed and resumed, and run with the same
+// in-place operations in the same order as PyTorch's:
 //
-//	m = m.lerp(g, 1-b1)                      exp_avg.lerp_(grad, 1 - beta1)
-//	v = v*b2 + (1-b2)*g*g                    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-//	denom = sqrt(v) / sqrt(1-b2^t) + eps
-//	x = x + (-lr/(1-b1^t)) * m / denom       param.addcdiv_(exp_avg, denom, value=-step_size)
+//	m.lerp_(g, 1-b1)                         exp_avg.lerp_(grad, 1 - beta1)
+//	v.mul_(b2).addcmul_((1-b2)*g, g)         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+//	denom = (sqrt(v) / sqrt(1-b2^t)).add_(eps)
+//	x.addcdiv_((-lr/(1-b1^t))*m, denom)      param.addcdiv_(exp_avg, denom, value=-step_size)
 //
+// gotch's addcmul_ and addcdiv_ take no value, so the value multiplies the first operand
+// first, which is the product PyTorch's kernels form first too. In place, a step makes three
+// temporaries where it made thirteen: each gotch tensor costs a 100 KB Go allocation (its
+// bigStruct), which the garbage collector then has to chase (docs/BENCHMARKS.md, section 1).
 // gotch's own optimisers (libtorch's C++ Adam) keep their state out of reach.
 type adam struct {
 	lr, beta1, beta2, eps float64
@@ -26,7 +30,7 @@ func newAdam(lr float64) *adam {
 	return &adam{lr: lr, beta1: 0.9, beta2: 0.999, eps: 1e-8}
 }
 
-// step updates x in place from its gradient g. Temporaries are freed; m and v are replaced.
+// step updates x in place from its gradient g, and m and v in place. Temporaries are freed.
 func (a *adam) step(x, g *ts.Tensor) error {
 	var s scope
 	defer s.drop()
@@ -38,23 +42,32 @@ func (a *adam) step(x, g *ts.Tensor) error {
 		}
 	}
 	a.t++
-	// lerp with weight w < 0.5 is m + w*(g - m): written out, as gotch's Lerp allocates a Scalar.
-	m := s.addT(a.m, s.scale(s.sub(g, a.m), 1-a.beta1))
-	v := s.addT(s.scale(a.v, a.beta2), s.mul(s.scale(g, 1-a.beta2), g))
 	bc1 := 1 - math.Pow(a.beta1, float64(a.t))
 	bc2 := 1 - math.Pow(a.beta2, float64(a.t))
-	denom := s.plus(s.divBy(s.sqrt(v), math.Sqrt(bc2)), a.eps)
-	xd := s.detach(x)
-	next := s.addT(xd, s.div(s.scale(m, -a.lr/bc1), denom))
+	if err := lerpInPlace(a.m, g, 1-a.beta1); err != nil {
+		return torchErr("adam m", err)
+	}
+	if err := scaleInPlace(a.v, a.beta2); err != nil {
+		return torchErr("adam v", err)
+	}
+	gs := s.scale(g, 1-a.beta2)
 	if !s.ok() {
 		return s.err
 	}
-	if err := copyInto(xd, next); err != nil {
-		return torchErr("adam update", err)
+	if err := addcmulInPlace(a.v, gs, g); err != nil {
+		return torchErr("adam v", err)
 	}
-	_ = a.m.Drop()
-	_ = a.v.Drop()
-	a.m, a.v = s.take(m), s.take(v)
+	denom := s.sqrt(a.v)
+	step := s.scale(a.m, -a.lr/bc1)
+	xd := s.detach(x) // x is a leaf that requires grad; its detached alias may change in place
+	if !s.ok() {
+		return s.err
+	}
+	for _, err := range []error{divInPlace(denom, math.Sqrt(bc2)), plusInPlace(denom, a.eps), addcdivInPlace(xd, step, denom)} {
+		if err != nil {
+			return torchErr("adam update", err)
+		}
+	}
 	return nil
 }
 

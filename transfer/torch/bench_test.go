@@ -73,6 +73,7 @@ func BenchmarkStep(b *testing.B) {
 				// pays for it in kernel time (see nst_keep_freed_memory).
 				var faults0, faults1 int64
 				var cpu0, cpu1 float64
+				var mem0, mem1 runtime.MemStats
 				b.ResetTimer()
 				res, err := eng.Stylize(context.Background(), transfer.Request{
 					Content: content, Styles: []image.Image{style}, Params: p,
@@ -80,8 +81,10 @@ func BenchmarkStep(b *testing.B) {
 						switch st.Step {
 						case warm:
 							faults0, cpu0 = minorFaults(), cpuSeconds()
+							runtime.ReadMemStats(&mem0)
 						case p.Steps:
 							faults1, cpu1 = minorFaults(), cpuSeconds()
+							runtime.ReadMemStats(&mem1)
 						}
 						return nil
 					},
@@ -102,6 +105,13 @@ func BenchmarkStep(b *testing.B) {
 				b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 				if faults1 > 0 {
 					b.ReportMetric(float64(faults1-faults0)/float64(p.Steps-warm), "faults/step")
+				}
+				if mem1.NumGC > 0 {
+					// Go's heap: gotch's 100 KB per tensor (TestTensorsPerStep) and the collections
+					// it causes, whose workers take a core from libtorch's threads.
+					n := float64(p.Steps - warm)
+					b.ReportMetric(float64(mem1.TotalAlloc-mem0.TotalAlloc)/n/(1<<20), "go-MB/step")
+					b.ReportMetric(float64(mem1.NumGC-mem0.NumGC)/n, "GCs/step")
 				}
 				if cpu1 > 0 {
 					// User+system CPU of the whole process per measured step: on a shared machine

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -768,6 +769,36 @@ func TestNoTensorLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestTensorsPerStep bounds the gotch tensors one Adam step creates with the seed's layers.
+// gotch allocates a 100 KB Go object with each tensor (its bigStruct) and sets a finalizer:
+// ~10 MB of Go garbage a step and about one collection a step whatever the image size
+// (BenchmarkStep's go-MB/step and GCs/step; docs/BENCHMARKS.md, section 1). ReLU in place
+// and Adam's in-place update brought it from 113 to the bound here (95).
+func TestTensorsPerStep(t *testing.T) {
+	e := narrowEngine(t, "vgg19-narrow.pth")
+	p := smallParams(8)
+	var at3, at8 int64
+	_, err := stylize(t, e, transfer.Request{Params: p, OnStep: func(st transfer.Step) error {
+		switch st.Step {
+		case 3:
+			at3 = atomic.LoadInt64(&ts.TensorCount)
+		case 8:
+			at8 = atomic.LoadInt64(&ts.TensorCount)
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := float64(at8-at3) / 5
+	t.Logf("%.1f gotch tensors per Adam step", per)
+	if per > maxTensorsPerStep {
+		t.Errorf("%.1f gotch tensors per Adam step, want at most %d", per, maxTensorsPerStep)
+	}
+}
+
+const maxTensorsPerStep = 95
 
 // TestBF16TracksFP32: bfloat16 convolutions give a loss curve within 5% of float32's at every
 // step (the stated tolerance of --precision bf16), and still converge.

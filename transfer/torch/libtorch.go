@@ -17,6 +17,15 @@ extern void at_copy_(tensor dst, tensor src);
 extern void at_free(tensor);
 extern void atg_requires_grad_(tensor *out, tensor self, int requires_grad);
 extern void atg_relu_(tensor *out, tensor self);
+typedef void *scalar;
+extern scalar ats_float(double);
+extern void ats_free(scalar);
+extern void atg_lerp_(tensor *out, tensor self, tensor end, scalar weight);
+extern void atg_mul_scalar_(tensor *out, tensor self, scalar other);
+extern void atg_div_scalar_(tensor *out, tensor self, scalar other);
+extern void atg_add_scalar_(tensor *out, tensor self, scalar other);
+extern void atg_addcmul_(tensor *out, tensor self, tensor t1, tensor t2);
+extern void atg_addcdiv_(tensor *out, tensor self, tensor t1, tensor t2);
 
 // nst_requires_grad sets requires_grad in place. gotch's RequiresGrad_ replaces its handle
 // with the new one libtorch returns and never frees the old one, which pins the tensor's
@@ -32,6 +41,27 @@ static void nst_requires_grad(tensor t, int on) {
 static void nst_relu_(tensor t) {
 	tensor out = 0;
 	atg_relu_(&out, t);
+	if (out) at_free(out);
+}
+
+// The in-place ops torch.optim.Adam runs. Each frees the alias libtorch returns (gotch's
+// Xxx_ methods leak it, and with it the tensor's storage) and makes no gotch tensor.
+enum { NST_LERP, NST_MUL, NST_DIV, NST_ADD };
+static void nst_scalar_op_(int op, tensor self, tensor other, double v) {
+	tensor out = 0;
+	scalar s = ats_float(v);
+	switch (op) {
+	case NST_LERP: atg_lerp_(&out, self, other, s); break;
+	case NST_MUL: atg_mul_scalar_(&out, self, s); break;
+	case NST_DIV: atg_div_scalar_(&out, self, s); break;
+	case NST_ADD: atg_add_scalar_(&out, self, s); break;
+	}
+	ats_free(s);
+	if (out) at_free(out);
+}
+static void nst_addc_(int div, tensor self, tensor t1, tensor t2) {
+	tensor out = 0;
+	if (div) atg_addcdiv_(&out, self, t1, t2); else atg_addcmul_(&out, self, t1, t2);
 	if (out) at_free(out);
 }
 
@@ -137,6 +167,40 @@ func requiresGrad(t *ts.Tensor, on bool) error {
 // reluInPlace clamps t's negative values to 0 in place.
 func reluInPlace(t *ts.Tensor) error {
 	C.nst_relu_(C.tensor(t.Ctensor()))
+	return lastErr()
+}
+
+// lerpInPlace sets a = a + w*(b - a) (torch's lerp_, which computes it so for w < 0.5).
+func lerpInPlace(a, b *ts.Tensor, w float64) error {
+	C.nst_scalar_op_(C.NST_LERP, C.tensor(a.Ctensor()), C.tensor(b.Ctensor()), C.double(w))
+	return lastErr()
+}
+
+// scaleInPlace sets a = a*v; divInPlace a = a/v; plusInPlace a = a + v.
+func scaleInPlace(a *ts.Tensor, v float64) error {
+	C.nst_scalar_op_(C.NST_MUL, C.tensor(a.Ctensor()), nil, C.double(v))
+	return lastErr()
+}
+
+func divInPlace(a *ts.Tensor, v float64) error {
+	C.nst_scalar_op_(C.NST_DIV, C.tensor(a.Ctensor()), nil, C.double(v))
+	return lastErr()
+}
+
+func plusInPlace(a *ts.Tensor, v float64) error {
+	C.nst_scalar_op_(C.NST_ADD, C.tensor(a.Ctensor()), nil, C.double(v))
+	return lastErr()
+}
+
+// addcmulInPlace sets a = a + t1*t2; addcdivInPlace a = a + t1/t2 (torch's addcmul_ and
+// addcdiv_ with value 1).
+func addcmulInPlace(a, t1, t2 *ts.Tensor) error {
+	C.nst_addc_(0, C.tensor(a.Ctensor()), C.tensor(t1.Ctensor()), C.tensor(t2.Ctensor()))
+	return lastErr()
+}
+
+func addcdivInPlace(a, t1, t2 *ts.Tensor) error {
+	C.nst_addc_(1, C.tensor(a.Ctensor()), C.tensor(t1.Ctensor()), C.tensor(t2.Ctensor()))
 	return lastErr()
 }
 

@@ -79,13 +79,6 @@ func (s *scope) mul(a, b *ts.Tensor) *ts.Tensor {
 	return s.add(a.Mul(b, false))
 }
 
-func (s *scope) div(a, b *ts.Tensor) *ts.Tensor {
-	if !s.ok() {
-		return nil
-	}
-	return s.add(a.Div(b, false))
-}
-
 // scale multiplies by a number. The number is passed to libtorch as a double Scalar, which it
 // converts to the tensor's type, as PyTorch does for `0.8 * tensor`.
 func (s *scope) scale(a *ts.Tensor, v float64) *ts.Tensor {
