@@ -3,7 +3,8 @@
 # prepares inputs in a temporary folder, runs each part with nst and the PyTorch reference
 # interleaved, and prints markdown tables (raw results in $BENCH_OUT).
 #
-# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format|scale]...     (default: all but scale)
+# Usage: bash bench/run.sh [all|step|ttq|batch|rss|peak|format|profile|scale]...
+#   (default: all but profile, which needs linux perf, and scale)
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]  repetitions of the per-step and batch runs (512 px: BENCH_REPS512 [1])
 #   BENCH_STEPS [128:7,256:4,512:2,1024:2]  steps per size, warm-up included (BENCH_WARMUP [1])
@@ -17,6 +18,8 @@
 #   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
 #   FORMAT_SIZES [128 256] FORMAT_STEPS [6] (measured steps per run, after BENCH_WARMUP) FORMAT_REPS [4]:
 #     the format part, nst's Adam step in NCHW (the default) and channels-last, interleaved
+#   PROFILE_SIZES [128]: the profile part, each side's CPU per step by symbol (bench/perfdiff.py;
+#     needs perf) and the Gram matrix by mm, bmm and per image (bench/gram.py)
 #   PYTHON [.venv-ref/bin/python] (made by reference/setup-venv.sh)  BENCH_OUT [a new temp folder]
 #   BENCH_CONTENT, BENCH_STYLE [unset: the synthetic pictures bench/prep_images.py draws]: a
 #     content photo and a style picture of your own, centre-cropped and resized to each size
@@ -91,6 +94,15 @@ for part in "${parts[@]}"; do
 			--reps "${BENCH_REPS:-3}" --reps512 "${BENCH_REPS512:-1}" --threads "${BENCH_THREADS:-2}" \
 			--steps "${BENCH_STEPS:-128:7,256:4,512:2,1024:2}" --warmup "${BENCH_WARMUP:-1}" \
 			--sizes "${BENCH_SIZES:-128,256,512}" --optimizers "${BENCH_OPTIMIZERS:-adam,lbfgs}"
+		;;
+	profile)
+		echo; echo "## Where a step's CPU goes, nst against the seed's loop cut at conv5_1 (bench/perfdiff.py)"; echo
+		for size in ${PROFILE_SIZES:-128}; do
+			"$py" bench/perfdiff.py --test-bin "$out/torch.test" --python "$py" --images "$out/img" --size "$size" \
+				--threads "${BENCH_THREADS:-2}"
+		done
+		echo; echo "## The Gram matrix three ways (bench/gram.py)"; echo
+		"$py" bench/gram.py --threads "${BENCH_THREADS:-2}"
 		;;
 	ttq)
 		echo; echo "## Time to quality"

@@ -52,9 +52,10 @@ def features(vgg, x):
 
 
 def gram(f):
+    # As nst computes it (transfer/torch/loss.go): mm per image, not one bmm, whose backward
+    # sums a transposed gradient (bench/gram.py).
     b, d, h, w = f.shape
-    f = f.reshape(b, d, h * w)
-    return torch.bmm(f, f.transpose(1, 2))
+    return torch.stack([torch.mm(t, t.t()) for t in f.reshape(b, d, h * w).unbind(0)])
 
 
 def evaluate(vgg, x, targets, autocast, device):

@@ -38,7 +38,7 @@ var schedules = []Schedule{
 		},
 	},
 	// fast is one of the two best fp32 candidates of the time-to-quality benchmark at 512 px
-	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 105-112x sooner in two
+	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 105-112x sooner in four
 	// runs; 3 levels 107x in one), capped: 10 L-BFGS steps at half size, then up to 100 at full
 	// size, ended sooner when the loss stops falling; each scale's first step is L-BFGS-B's
 	// (FirstStepNorm), which saves ~3 evaluations a scale.
