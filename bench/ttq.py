@@ -19,8 +19,8 @@ half of the curve (log loss against log step) instead, but check-extrapolation s
 far off on this objective (on the 256 px curve of 2026-11-30: +367% fitted on steps 200-400,
 +138% on 400-800), so no figure in docs/BENCHMARKS.md uses it.
 
-The candidates (--candidates, comma-separated; "+bf16", "+cl", "+norm" add --precision bf16,
---memory-format channels-last and --first-step norm, in any combination):
+The candidates (--candidates, comma-separated; "+bf16", "+cl", "+norm", "+carry" add --precision
+bf16, --memory-format channels-last, --first-step norm and --first-step carry, in any combination):
   adam              the seed's schedule itself
   lbfgs<H>          single-scale L-BFGS, lr 1, history H (lbfgs10, lbfgs50, lbfgs100)
   c2f<L>-<s>[-<s>]-h<H>  L levels coarse to fine (--scales L), the coarser levels running
@@ -94,8 +94,8 @@ def flags_of(cand):
             f += ["--precision", "bf16"]
         elif m == "cl":
             f += ["--memory-format", "channels-last"]
-        elif m == "norm":
-            f += ["--first-step", "norm"]
+        elif m in ("norm", "carry"):
+            f += ["--first-step", m]
         else:
             sys.exit(f"ttq: unknown modifier +{m} in {cand}")
     return f

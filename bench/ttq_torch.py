@@ -13,6 +13,8 @@ the seed's weights, alpha 1, beta 1e6), written the way nst computes them:
   +bf16, +cl        bfloat16 autocast around VGG19, channels-last weights and image
   +norm             L-BFGS's first step at each level lr/|g| (nst's --first-step norm) instead
                     of torch's lr*min(1, 1/sum|g|)
+  +carry            lr times the H_diag the coarser level ended with (nst's --first-step carry;
+                    +norm's step at the first level)
 
 It writes the records bench/ttq.py reads (`ttq.py report --out DIR` prints the tables): the
 reference (Adam, --adam-steps steps, run here: on a GPU 2000 steps take seconds), Adam probes,
@@ -48,7 +50,7 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 # nst's named schedules (transfer/schedule.go), one JSON object per line: the Go test
 # TestSchedulesMatchTheGPUBenchmark reads these lines.
 SCHEDULES = {
-    "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 100, "scales": 2, "scaleSteps": [10], "stopTolerance": 0.001, "stopWindow": 10, "firstStep": "norm"}'),  # schedule fast
+    "fast": json.loads('{"optimizer": "lbfgs", "lr": 1, "history": 50, "steps": 100, "scales": 2, "scaleSteps": [10], "stopTolerance": 0.001, "stopWindow": 10, "firstStep": "carry"}'),  # schedule fast
 }
 
 
@@ -144,7 +146,7 @@ def down(img, side):
 def parse(cand):
     base, *mods = cand.split("+")
     s = {"bf16": "bf16" in mods, "cl": "cl" in mods, "scales": 1, "scaleSteps": [], "stopTolerance": 0, "stopWindow": 0,
-         "firstStep": "norm" if "norm" in mods else "torch"}
+         "firstStep": "carry" if "carry" in mods else "norm" if "norm" in mods else "torch"}
     if base == "adam":
         s.update(optimizer="adam", lr=0.003, history=0)
     elif base.startswith("lbfgs"):
@@ -173,6 +175,7 @@ def optimise(a, vgg, size, s, limit, steps_last):
     sync()
     t0 = time.perf_counter()
     x = None
+    carried = None  # the H_diag the last level's L-BFGS ended with (firstStep carry)
     try:
         for lv in range(levels):
             side = size >> (levels - 1 - lv)
@@ -216,9 +219,12 @@ def optimise(a, vgg, size, s, limit, steps_last):
                 opt = torch.optim.LBFGS([x], lr=s["lr"], max_iter=n, max_eval=n * 100, history_size=s["history"],
                                         tolerance_grad=1e-7, tolerance_change=1e-9, line_search_fn="strong_wolfe")
                 seen = [-1]
+                first = s["firstStep"]
+                if first == "carry" and carried is None:
+                    first = "norm"  # nst's carry at the first level
                 # (x, loss, grad) of the last evaluations, kept only where the first step is run
                 # alone (firstStep below): other candidates pay no copies
-                cache = [] if s["firstStep"] == "norm" else None
+                cache = [] if first in ("norm", "carry") else None
 
                 class Stop(Exception):
                     pass
@@ -240,20 +246,24 @@ def optimise(a, vgg, size, s, limit, steps_last):
                             raise Stop
                     return loss
                 try:
-                    if s["firstStep"] == "norm" and n > 1:
+                    if first in ("norm", "carry") and n > 1:
                         # torch.optim.LBFGS's first step is lr*min(1, 1/sum|g|) with no choice: run
-                        # its first iteration alone with lr scaled to make that lr/|g|, then the rest
-                        # at lr. The cache answers the evaluations the second call repeats (its
-                        # start, at the point the first ended on), so this costs what nst's does.
+                        # its first iteration alone with lr scaled to make that lr/|g| (norm) or
+                        # lr*carried (carry), then the rest at lr. The cache answers the
+                        # evaluations the second call repeats (its start, at the point the first
+                        # ended on), so this costs what nst's does.
                         closure()
                         g = x.grad
                         l1, l2 = g.abs().sum().item(), g.norm().item()
-                        opt.param_groups[0].update(lr=s["lr"] / l2 / min(1.0, 1.0 / l1), max_iter=1)
+                        t = s["lr"] / l2 if first == "norm" else s["lr"] * carried
+                        opt.param_groups[0].update(lr=t / min(1.0, 1.0 / l1), max_iter=1)
                         opt.step(closure)
                         opt.param_groups[0].update(lr=s["lr"], max_iter=n - 1)
                     opt.step(closure)
                 except Stop:
                     pass
+                st = opt.state[opt._params[0]]
+                carried = float(st["H_diag"]) if st.get("old_dirs") else None
     except Timeout:
         return log, True
     return log, False

@@ -157,9 +157,11 @@ type Params struct {
 	Schedule string `json:"schedule,omitempty"`
 
 	// L-BFGS settings (ignored by Adam). FirstStep is the length of each scale's first step:
-	// "" or FirstStepTorch, torch.optim.LBFGS's lr*min(1, 1/sum|g|) (the parity reference), or
+	// "" or FirstStepTorch, torch.optim.LBFGS's lr*min(1, 1/sum|g|) (the parity reference),
 	// FirstStepNorm, L-BFGS-B's lr/sqrt(sum g^2), which does not shrink with the image's
-	// pixel count the way torch's does (docs/BENCHMARKS.md section 2).
+	// pixel count the way torch's does (docs/BENCHMARKS.md section 2), or FirstStepCarry, lr
+	// times the scaling (hDiag) the coarser scale's L-BFGS ended with, and FirstStepNorm where
+	// there is none (the first scale, or a scale a run resumes at).
 	History   int     `json:"history,omitempty"`
 	Tolerance float64 `json:"tolerance,omitempty"`
 	FirstStep string  `json:"firstStep,omitempty"`
@@ -174,6 +176,7 @@ type Params struct {
 const (
 	FirstStepTorch = "torch"
 	FirstStepNorm  = "norm"
+	FirstStepCarry = "carry"
 )
 
 // Precisions.
@@ -447,10 +450,10 @@ var paramTable = []Param{
 				nonNegative(p, v, bad)
 			}
 		}),
-	param("firstStep", "L-BFGS's first step at each scale: torch (lr/sum|g|, torch.optim.LBFGS's, the default) or norm (lr/|g|, L-BFGS-B's)",
+	param("firstStep", "L-BFGS's first step at each scale: torch (lr/sum|g|, torch.optim.LBFGS's, the default), norm (lr/|g|, L-BFGS-B's) or carry (the coarser scale's last scaling; norm where there is none)",
 		func(p *Params) *string { return &p.FirstStep }, func(_ Params, v string, bad func(int, string, ...any)) {
-			if v != "" && v != FirstStepTorch && v != FirstStepNorm {
-				bad(-1, "%q is not torch or norm", v)
+			if v != "" && v != FirstStepTorch && v != FirstStepNorm && v != FirstStepCarry {
+				bad(-1, "%q is not torch, norm or carry", v)
 			}
 		}),
 	param("scaleSteps", "steps of each coarser scale, coarsest first (scales minus 1 values; the last scale runs steps)",

@@ -37,17 +37,18 @@ var schedules = []Schedule{
 			p.Scales, p.ScaleSteps, p.StopTolerance, p.StopWindow = d.Scales, nil, 0, 0
 		},
 	},
-	// fast is one of the two best fp32 candidates of the time-to-quality benchmark at 512 px
-	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 105-112x sooner in four
-	// runs; 3 levels 107x in one), capped: 10 L-BFGS steps at half size, then up to 100 at full
-	// size, ended sooner when the loss stops falling; each scale's first step is L-BFGS-B's
-	// (FirstStepNorm), which saves ~3 evaluations a scale.
+	// fast is the best fp32 candidate of the time-to-quality benchmark at 512 px
+	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 119-126x sooner in two runs,
+	// where the same runs gave L-BFGS-B's first step at every scale 105-109x), capped: 10 L-BFGS
+	// steps at half size, then up to 100 at full size, ended sooner when the loss stops
+	// falling. The half-size scale starts with L-BFGS-B's first step, the full-size one from the
+	// scaling the half-size one ended with (FirstStepCarry), which saves ~2 evaluations there.
 	{
 		Name: "fast",
-		Summary: "L-BFGS (history 50, L-BFGS-B's first step), coarse to fine: 10 steps at half size, then up to 100 at full size, " +
-			"each scale ended when the loss falls less than 0.1% over 10 steps",
+		Summary: "L-BFGS (history 50), coarse to fine: 10 steps at half size, then up to 100 at full size, each scale ended when the loss " +
+			"falls less than 0.1% over 10 steps; the full-size scale starts from the half-size one's scaling (firstStep carry)",
 		apply: func(p *Params) {
-			p.Optimizer, p.LR, p.History, p.FirstStep, p.Steps = LBFGS, 1, 50, FirstStepNorm, 100
+			p.Optimizer, p.LR, p.History, p.FirstStep, p.Steps = LBFGS, 1, 50, FirstStepCarry, 100
 			p.Scales, p.ScaleSteps = 2, []int{10}
 			p.StopTolerance, p.StopWindow = 1e-3, 10
 		},

@@ -398,10 +398,12 @@ func (r *run) optimise(ctx context.Context, plans []scalePlan, first int) (*tran
 	return r.steps.Result(out), nil
 }
 
-// tensorImage is an optimised image on the host between scales: 3 x h x w normalised values.
+// tensorImage is an optimised image on the host between scales: 3 x h x w normalised values,
+// and the scaling (hDiag) L-BFGS ended the scale with, for firstStep carry (0: none).
 type tensorImage struct {
-	w, h int
-	data []float32
+	w, h  int
+	data  []float32
+	hDiag float64
 }
 
 // initial is the first scale's starting image (normalised values, 3 x h x w).
@@ -459,6 +461,9 @@ func (r *run) optimiseScale(ctx context.Context, level int, plan scalePlan, prev
 	var lb *lbfgs
 	if p.Optimizer == transfer.LBFGS {
 		lb = newLBFGS(p.LR, p.History, p.Tolerance, p.FirstStep)
+		if prev != nil {
+			lb.carried = prev.hDiag
+		}
 		defer lb.drop()
 	} else {
 		ad = newAdam(p.LR)
@@ -546,7 +551,11 @@ func (r *run) optimiseScale(ctx context.Context, level int, plan scalePlan, prev
 	if !s.ok() {
 		return nil, nil, s.err
 	}
-	return &tensorImage{w: w, h: h, data: data}, denormalise(data, w, h), nil
+	out := &tensorImage{w: w, h: h, data: data}
+	if lb != nil && len(lb.dirs) > 0 {
+		out.hDiag = lb.hDiag
+	}
+	return out, denormalise(data, w, h), nil
 }
 
 // step is the losses as a transfer.Step for transfer.Steps.Record.

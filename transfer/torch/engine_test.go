@@ -367,17 +367,19 @@ func iterate(t *testing.T, o *lbfgs, cur point, eval objective, move func(float6
 	return cur, i
 }
 
-// TestLBFGSFirstStepNorm: firstStep "norm" (L-BFGS-B's lr/|g|) starts the line search nearer
+// TestLBFGSFirstSteps: firstStep "norm" (L-BFGS-B's lr/|g|) starts the line search nearer
 // the step it accepts than torch's lr/sum|g|, whose length shrinks with the number of values,
-// so its first iteration takes fewer evaluations; both then minimise the same function. A
-// quadratic over the values of a 128 px image; and the engine passes Params.FirstStep on (its
-// second logged loss differs between the rules).
-func TestLBFGSFirstStepNorm(t *testing.T) {
+// so its first iteration takes fewer evaluations; "carry", started from the scaling a run on
+// the same function ended with, takes one. All three then minimise the function. A quadratic
+// over the values of a 128 px image; and the engine passes Params.FirstStep on (its second
+// logged loss differs between the rules) and carries the scaling from scale to scale.
+func TestLBFGSFirstSteps(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	const n = 3 * 128 * 128
 	firstEvals := map[string]int{}
-	for _, rule := range []string{transfer.FirstStepTorch, transfer.FirstStepNorm} {
+	var hDiag float64 // the scaling the norm run ended with, which carry starts from
+	for _, rule := range []string{transfer.FirstStepTorch, transfer.FirstStepNorm, transfer.FirstStepCarry} {
 		var s scope
 		start, curv, target := make([]float32, n), make([]float32, n), make([]float32, n)
 		for i := range start {
@@ -397,6 +399,7 @@ func TestLBFGSFirstStepNorm(t *testing.T) {
 		evals := 0
 		eval := counted(r.lineEval(nil, x, f), &evals)
 		o := newLBFGS(1, 10, 1e-9, rule)
+		o.carried = hDiag
 		cur, err := f(x)
 		if err != nil {
 			t.Fatal(err)
@@ -411,12 +414,20 @@ func TestLBFGSFirstStepNorm(t *testing.T) {
 			t.Errorf("firstStep %s: the loss went from %g to %g only", rule, f0, cur.f)
 		}
 		t.Logf("firstStep %s: first iteration %d evaluations, %d in all, loss %g -> %g", rule, firstEvals[rule], evals, f0, cur.f)
+		if rule == transfer.FirstStepNorm {
+			hDiag = o.hDiag
+		}
 		_ = cur.g.Drop()
 		o.drop()
 		s.drop()
 	}
 	if !(firstEvals[transfer.FirstStepNorm] < firstEvals[transfer.FirstStepTorch]) {
 		t.Errorf("first iteration: %d evaluations with norm, %d with torch's rule; want fewer", firstEvals[transfer.FirstStepNorm], firstEvals[transfer.FirstStepTorch])
+	}
+	// Started from the scaling a run on the same objective ended with, the first step is
+	// accepted at its first evaluation.
+	if firstEvals[transfer.FirstStepCarry] != 1 {
+		t.Errorf("first iteration: %d evaluations with carry (from hDiag %g), want 1", firstEvals[transfer.FirstStepCarry], hDiag)
 	}
 
 	e := narrowEngine(t, "vgg19-narrow.pth")
@@ -432,6 +443,32 @@ func TestLBFGSFirstStepNorm(t *testing.T) {
 	}
 	if second[""] == second[transfer.FirstStepNorm] {
 		t.Errorf("the engine took the same first step with firstStep norm as with torch's: loss %g after it", second[""])
+	}
+
+	// Over two scales, carry takes norm's steps at the first scale and its own first step at
+	// the second.
+	logs := map[string][]transfer.Step{}
+	for _, rule := range []string{transfer.FirstStepNorm, transfer.FirstStepCarry} {
+		p := smallParams(3)
+		p.Optimizer, p.LR, p.FirstStep = transfer.LBFGS, 1, rule
+		p.Scales, p.ScaleSteps = 2, []int{4}
+		res, err := stylize(t, e, transfer.Request{Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs[rule] = res.Log
+	}
+	norm, carry := logs[transfer.FirstStepNorm], logs[transfer.FirstStepCarry]
+	if len(norm) != 7 || len(carry) != 7 {
+		t.Fatalf("%d and %d steps logged, want 4 + 3", len(norm), len(carry))
+	}
+	for i := 0; i < 5; i++ { // the first scale, and the second's start (the upsampled image)
+		if norm[i].TotalLoss != carry[i].TotalLoss {
+			t.Errorf("step %d: loss %g with norm, %g with carry; want the same before the second scale's first step", i+1, norm[i].TotalLoss, carry[i].TotalLoss)
+		}
+	}
+	if norm[5].TotalLoss == carry[5].TotalLoss {
+		t.Errorf("the second scale's first step was the same with carry as with norm: loss %g after it", norm[5].TotalLoss)
 	}
 }
 

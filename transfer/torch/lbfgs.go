@@ -27,8 +27,10 @@ type lbfgs struct {
 	t             float64    // last step length
 	converged     bool
 	lineSearchMax int
-	// firstStep is the first iteration's step rule (transfer.FirstStepTorch or FirstStepNorm).
+	// firstStep is the first iteration's step rule (transfer.FirstStepTorch, FirstStepNorm or
+	// FirstStepCarry); carried is the scaling FirstStepCarry starts from (0: none).
 	firstStep string
+	carried   float64
 }
 
 // errConverged stops the loop early: the gradient or the progress fell below tolerance.
@@ -140,7 +142,13 @@ func (o *lbfgs) step(cur point, eval objective, move func(t float64, d *ts.Tenso
 
 	t := o.lr
 	switch {
-	case o.iter == 1 && o.firstStep == transfer.FirstStepNorm:
+	case o.iter == 1 && o.firstStep == transfer.FirstStepCarry && o.carried > 0:
+		// The coarser scale's last hDiag (ys/yy, its estimate of the inverse curvature along
+		// the steps it took): a 512 px run of fast accepts its first full-size step at 0.022
+		// per unit of gradient after 3 evaluations from L-BFGS-B's 2.2e-4, where the 256 px
+		// scale ended with hDiag 0.021 (docs/BENCHMARKS.md, Opportunities).
+		t = o.lr * o.carried
+	case o.iter == 1 && (o.firstStep == transfer.FirstStepNorm || o.firstStep == transfer.FirstStepCarry):
 		// L-BFGS-B's first step (Byrd, Lu, Nocedal and Zhu; SciPy's): a move of lr in
 		// Euclidean norm. Torch's below moves no value of a 512 px image more than ~4e-6
 		// where the line search accepts ~0.2, and the search grows it 10x an evaluation: 7
