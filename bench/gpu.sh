@@ -38,7 +38,7 @@ if [[ ${GPU_SKIP_VARIANTS:-0} != 1 ]]; then
 			--threads 4 --batches "$batches" --variants "$variants" | tee -a "$out/gpu-variants.jsonl"
 	done
 fi
-bases=(lbfgs10 lbfgs50 lbfgs50+norm lbfgs100 c2f2-10-h50 c2f2-10-h50+norm c2f2-25-h50 c2f2-50-h50 c2f2-100-h50 c2f3-50-25-h50 c2f3-100-50-h50 c2f3-100-25-h50 schedule:fast)
+bases=(lbfgs10 lbfgs50 lbfgs50+norm lbfgs100 c2f2-10-h50 c2f2-10-h50+norm c2f2-25-h50 c2f2-50-h50 c2f2-100-h50 c2f3-50-25-h50 c2f3-100-50-h50 c2f3-100-25-h50 schedule:fast schedule:fast+norm)
 cands=()
 for b in "${bases[@]}"; do cands+=("$b" "$b+bf16" "$b+cl" "$b+bf16+cl"); done
 default_cands=$(IFS=,; echo "${cands[*]}")
