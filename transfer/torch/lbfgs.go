@@ -146,7 +146,7 @@ func (o *lbfgs) step(cur point, eval objective, move func(t float64, d *ts.Tenso
 		// The coarser scale's last hDiag (ys/yy, its estimate of the inverse curvature along
 		// the steps it took): a 512 px run of fast accepts its first full-size step at 0.022
 		// per unit of gradient after 3 evaluations from L-BFGS-B's 2.2e-4, where the 256 px
-		// scale ended with hDiag 0.021 (docs/BENCHMARKS.md, Opportunities).
+		// scale ended with hDiag 0.021 (docs/BENCHMARKS.md section 2, firstStep: carry).
 		t = o.lr * o.carried
 	case o.iter == 1 && (o.firstStep == transfer.FirstStepNorm || o.firstStep == transfer.FirstStepCarry):
 		// L-BFGS-B's first step (Byrd, Lu, Nocedal and Zhu; SciPy's): a move of lr in

@@ -86,10 +86,10 @@ type problem struct {
 // operand in that operand's layout, so the two gradients of F add up as contiguous tensors;
 // bmm's backward returns it transposed, and summing a transposed 64 x 16384 gradient into F's
 // is a strided copy. Forward and backward of one 1x64x128x128 Gram took 5.4 ms with mm and
-// 6.5 ms with bmm, 17 and 27 ms at 256 px (bench/gram.py); the bmm Gram was most of what
-// made nst's step slower than the seed's at 128 and 256 px (docs/BENCHMARKS.md, section 1).
-// Several images are unbound, each multiplied, and stacked (unbind's backward is one stack),
-// so a batch's Grams are the lone runs' to the bit.
+// 6.5 ms with bmm, 17 and 27 ms at 256 px (bench/gram.py): the largest difference in
+// libtorch work between nst's step and the seed's (docs/BENCHMARKS.md, section 1). Several
+// images are unbound, each multiplied, and stacked (unbind's backward is one stack), so each
+// image's Gram is computed as in a lone run.
 func gram(s *scope, f *ts.Tensor) *ts.Tensor {
 	if !s.ok() {
 		return nil
