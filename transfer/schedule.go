@@ -38,10 +38,10 @@ var schedules = []Schedule{
 		},
 	},
 	// fast is the best fp32 candidate of the time-to-quality benchmark at 512 px
-	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 119-126x sooner in two runs,
-	// where the same runs gave L-BFGS-B's first step at every scale 105-109x), capped: 10 L-BFGS
-	// steps at half size, then up to 100 at full size, ended sooner when the loss stops
-	// falling. The half-size scale starts with L-BFGS-B's first step, the full-size one from the
+	// (docs/BENCHMARKS.md section 2: the seed's 2000-step Adam loss 119-126x sooner in three
+	// runs, where the same runs gave L-BFGS-B's first step at every scale 105-109x), capped:
+	// 10 L-BFGS steps at half size, then up to 100 at full size, ended sooner when the loss
+	// stops falling. The half-size scale starts with L-BFGS-B's first step, the full-size one from the
 	// scaling the half-size one ended with (FirstStepCarry), which saves ~2 evaluations there.
 	{
 		Name: "fast",
