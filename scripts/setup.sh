@@ -186,7 +186,14 @@ EOF
 # are left as they are (nst does not use them).
 alloc_old='  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))'
 alloc_new='  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(C.size_t(unsafe.Sizeof(uintptr(0)))))); defer C.free(unsafe.Pointer(ptr))'
-patch_id="free-op-result-slot-v1"
+# gotch also gives every Tensor a 100 KB Go array (bigStruct), so that Go's collector runs
+# finalizers for tensors nobody dropped. nst drops every tensor itself (TestNoTensorLeak), and
+# at ~95 tensors an optimiser step the array made 9.7 MB of Go garbage and a collection per
+# step, whose work took a core from libtorch's two threads (docs/BENCHMARKS.md, section 1).
+# The copy makes the array empty; TestTensorsPerStep fails if it is not.
+big_old='	lots [1e5]byte // 100k - always on host memory.'
+big_new='	lots [0]byte // nst: empty (scripts/setup.sh); gotch has 1e5 here'
+patch_id="free-op-result-slot-v1,empty-bigstruct-v1"
 key=$(printf '%s\n%s' "$libgo" "$patch_id" | sha256sum | cut -c1-12)
 gotch_dir="$cache/gotch-$gotch_version-$key"
 if [[ -f "$gotch_dir/.nst-complete" ]] && cmp -s <(printf '%s\n' "$libgo") "$gotch_dir/libtch/lib.go" &&
@@ -202,6 +209,10 @@ else
 	[[ "$n" -gt 2000 ]] || die "gotch's ts/tensor-generated.go does not look like v0.9.1's ($n result slots found); cannot patch it"
 	ALLOC_OLD="$alloc_old" ALLOC_NEW="$alloc_new" perl -pi -e 's/^\Q$ENV{ALLOC_OLD}\E$/$ENV{ALLOC_NEW}/' "$gen"
 	[[ "$(grep -cxF -- "$alloc_old" "$gen" || true)" == 0 ]] || die "patching $gen failed"
+	tensor_go="$tmp/ts/tensor.go"
+	[[ "$(grep -cxF -- "$big_old" "$tensor_go" || true)" == 1 ]] || die "gotch's ts/tensor.go does not look like v0.9.1's (no bigStruct array); cannot patch it"
+	BIG_OLD="$big_old" BIG_NEW="$big_new" perl -pi -e 's/^\Q$ENV{BIG_OLD}\E$/$ENV{BIG_NEW}/' "$tensor_go"
+	[[ "$(grep -cxF -- "$big_new" "$tensor_go" || true)" == 1 ]] || die "patching $tensor_go failed"
 	echo "$patch_id" >"$tmp/.nst-patches"
 	touch "$tmp/.nst-complete"
 	rm -rf "$gotch_dir"

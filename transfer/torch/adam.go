@@ -17,8 +17,8 @@ import (
 //
 // gotch's addcmul_ and addcdiv_ take no value, so the value multiplies the first operand
 // first, which is the product PyTorch's kernels form first too. In place, a step makes three
-// temporaries where it made thirteen: each gotch tensor costs a 100 KB Go allocation (its
-// bigStruct), which the garbage collector then has to chase (docs/BENCHMARKS.md, section 1).
+// temporaries where it made thirteen; each gotch tensor costs Go a lock, a map entry, a name
+// and a finalizer on top of libtorch's work (docs/BENCHMARKS.md, section 1).
 // gotch's own optimisers (libtorch's C++ Adam) keep their state out of reach.
 type adam struct {
 	lr, beta1, beta2, eps float64
