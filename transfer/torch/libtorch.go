@@ -85,6 +85,13 @@ static int nst_keep_freed_memory(void) {
 }
 
 static int nst_no_mmap(void) { return mallopt(M_MMAP_MAX, 0); }
+
+// nst_malloc_in_use is the bytes glibc's malloc has handed out and not had back: heap chunks in
+// use plus mmapped blocks. libtorch's CPU tensors are allocated there; Go's heap is not.
+static long long nst_malloc_in_use(void) {
+	struct mallinfo2 m = mallinfo2();
+	return (long long)(m.uordblks + m.hblkhd);
+}
 */
 import "C"
 
@@ -143,6 +150,11 @@ var keepFreedMemory = sync.OnceValue(func() bool {
 	}
 	return ok
 })
+
+// mallocInUse reports the bytes glibc's malloc has allocated and not had freed: what a leak
+// of libtorch tensors grows, whether or not RSS shows it (freed memory kept resident by
+// nst_keep_freed_memory can serve a leak without the process growing).
+func mallocInUse() int64 { return int64(C.nst_malloc_in_use()) }
 
 // setThreads sets libtorch's intra-op thread count for the calling OS thread's work.
 func setThreads(n int) {
