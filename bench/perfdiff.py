@@ -67,9 +67,7 @@ def main():
     n1, n2 = (int(v) for v in a.steps.split(","))
     tmp = tempfile.mkdtemp(prefix="nst-perfdiff-")
     env = dict(os.environ, NST_BENCH_DIR=a.images, NST_BENCH_THREADS=str(a.threads), NST_BENCH_WARMUP="1")
-    per = {}
-    for side in ("nst", "pytorch"):
-        per[side] = {}
+    per = {"nst": {}, "pytorch": {}}
     for n in (n1, n2):
         for side in (("nst", "pytorch") if n == n1 else ("pytorch", "nst")):
             data = os.path.join(tmp, f"{side}-{n}.data")

@@ -63,10 +63,14 @@ func (a *adam) step(x, g *ts.Tensor) error {
 	if !s.ok() {
 		return s.err
 	}
-	for _, err := range []error{divInPlace(denom, math.Sqrt(bc2)), plusInPlace(denom, a.eps), addcdivInPlace(xd, step, denom)} {
-		if err != nil {
-			return torchErr("adam update", err)
-		}
+	if err := divInPlace(denom, math.Sqrt(bc2)); err != nil {
+		return torchErr("adam denom", err)
+	}
+	if err := plusInPlace(denom, a.eps); err != nil {
+		return torchErr("adam denom", err)
+	}
+	if err := addcdivInPlace(xd, step, denom); err != nil {
+		return torchErr("adam update", err)
 	}
 	return nil
 }

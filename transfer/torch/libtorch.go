@@ -182,39 +182,37 @@ func reluInPlace(t *ts.Tensor) error {
 	return lastErr()
 }
 
-// lerpInPlace sets a = a + w*(b - a) (torch's lerp_, which computes it so for w < 0.5).
-func lerpInPlace(a, b *ts.Tensor, w float64) error {
-	C.nst_scalar_op_(C.NST_LERP, C.tensor(a.Ctensor()), C.tensor(b.Ctensor()), C.double(w))
+// scalarInPlace runs one of nst_scalar_op_'s ops on a (with b, for lerp) and the number v.
+func scalarInPlace(op C.int, a, b *ts.Tensor, v float64) error {
+	var other C.tensor
+	if b != nil {
+		other = C.tensor(b.Ctensor())
+	}
+	C.nst_scalar_op_(op, C.tensor(a.Ctensor()), other, C.double(v))
 	return lastErr()
 }
+
+// lerpInPlace sets a = a + w*(b - a) (torch's lerp_, which computes it so for w < 0.5).
+func lerpInPlace(a, b *ts.Tensor, w float64) error { return scalarInPlace(C.NST_LERP, a, b, w) }
 
 // scaleInPlace sets a = a*v; divInPlace a = a/v; plusInPlace a = a + v.
-func scaleInPlace(a *ts.Tensor, v float64) error {
-	C.nst_scalar_op_(C.NST_MUL, C.tensor(a.Ctensor()), nil, C.double(v))
+func scaleInPlace(a *ts.Tensor, v float64) error { return scalarInPlace(C.NST_MUL, a, nil, v) }
+func divInPlace(a *ts.Tensor, v float64) error   { return scalarInPlace(C.NST_DIV, a, nil, v) }
+func plusInPlace(a *ts.Tensor, v float64) error  { return scalarInPlace(C.NST_ADD, a, nil, v) }
+
+// addcInPlace sets a = a + t1*t2, or a + t1/t2 if div (torch's addcmul_ and addcdiv_ with
+// value 1).
+func addcInPlace(div bool, a, t1, t2 *ts.Tensor) error {
+	d := C.int(0)
+	if div {
+		d = 1
+	}
+	C.nst_addc_(d, C.tensor(a.Ctensor()), C.tensor(t1.Ctensor()), C.tensor(t2.Ctensor()))
 	return lastErr()
 }
 
-func divInPlace(a *ts.Tensor, v float64) error {
-	C.nst_scalar_op_(C.NST_DIV, C.tensor(a.Ctensor()), nil, C.double(v))
-	return lastErr()
-}
-
-func plusInPlace(a *ts.Tensor, v float64) error {
-	C.nst_scalar_op_(C.NST_ADD, C.tensor(a.Ctensor()), nil, C.double(v))
-	return lastErr()
-}
-
-// addcmulInPlace sets a = a + t1*t2; addcdivInPlace a = a + t1/t2 (torch's addcmul_ and
-// addcdiv_ with value 1).
-func addcmulInPlace(a, t1, t2 *ts.Tensor) error {
-	C.nst_addc_(0, C.tensor(a.Ctensor()), C.tensor(t1.Ctensor()), C.tensor(t2.Ctensor()))
-	return lastErr()
-}
-
-func addcdivInPlace(a, t1, t2 *ts.Tensor) error {
-	C.nst_addc_(1, C.tensor(a.Ctensor()), C.tensor(t1.Ctensor()), C.tensor(t2.Ctensor()))
-	return lastErr()
-}
+func addcmulInPlace(a, t1, t2 *ts.Tensor) error { return addcInPlace(false, a, t1, t2) }
+func addcdivInPlace(a, t1, t2 *ts.Tensor) error { return addcInPlace(true, a, t1, t2) }
 
 // copyInto copies src's values into dst in place (shapes must match). Unlike gotch's Copy_,
 // an error is returned rather than ending the process.
