@@ -106,9 +106,10 @@ func BenchmarkStep(b *testing.B) {
 				if faults1 > 0 {
 					b.ReportMetric(float64(faults1-faults0)/float64(p.Steps-warm), "faults/step")
 				}
-				if mem1.NumGC > 0 {
-					// Go's heap: gotch's 100 KB per tensor (TestTensorsPerStep) and the collections
-					// it causes, whose workers take a core from libtorch's threads.
+				if mem1.TotalAlloc > 0 {
+					// Go's heap per step (9.7 MB and a collection a step with published gotch's 100 KB
+					// per tensor, which setup's copy removes; TestTensorsPerStep) and its collections,
+					// whose workers take a core from libtorch's threads.
 					n := float64(p.Steps - warm)
 					b.ReportMetric(float64(mem1.TotalAlloc-mem0.TotalAlloc)/n/(1<<20), "go-MB/step")
 					b.ReportMetric(float64(mem1.NumGC-mem0.NumGC)/n, "GCs/step")
