@@ -88,7 +88,7 @@ var _ transfer.Engine = (*Engine)(nil)
 
 // New loads the weights onto the device.
 func New(opts Options) (*Engine, error) {
-	th := &osThreads{}
+	th := &osThreads{log: opts.Logger}
 	var e *Engine
 	err := th.do(func() (err error) {
 		e, err = newOnThread(opts, th)
@@ -104,6 +104,7 @@ func New(opts Options) (*Engine, error) {
 // newOnThread is New, run on one of the engine's threads (the one its first call reuses).
 func newOnThread(opts Options, th *osThreads) (*Engine, error) {
 	tuned := keepFreedMemory()
+	sysmon, sysmonErr := quietSysmon()
 
 	log := opts.Logger
 	if log == nil {
@@ -147,6 +148,11 @@ func newOnThread(opts Options, th *osThreads) (*Engine, error) {
 	}
 	log.Info("VGG19 ready", "layers", len(e.m.convs), "device", e.info.Device, "libtorch", e.info.Libtorch,
 		"memory_format", e.info.MemoryFormat, "malloc_tuned", tuned)
+	if sysmonErr != nil {
+		log.Info("Go's sysmon thread keeps its scheduling policy", "why", sysmonErr)
+	} else {
+		log.Debug("Go's sysmon thread runs under SCHED_BATCH", "tid", sysmon)
+	}
 	return e, nil
 }
 

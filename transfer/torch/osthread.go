@@ -2,6 +2,7 @@ package torch
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 )
@@ -18,6 +19,7 @@ import (
 // them through the kernel. Libtorch's error slot and grad mode are per thread as well, so one
 // call must stay on one thread in any case.
 type osThreads struct {
+	log    *slog.Logger // nil: no log
 	mu     sync.Mutex
 	idle   []*osThread
 	closed bool
@@ -29,12 +31,17 @@ type osThread struct {
 	work chan func()
 }
 
-func startOSThread() *osThread {
+func startOSThread(log *slog.Logger) *osThread {
 	t := &osThread{work: make(chan func())}
 	go func() {
 		// Never unlocked: when work is closed the goroutine returns still locked, and Go ends
 		// the OS thread with it (and libgomp its team).
 		runtime.LockOSThread()
+		// The thread may have inherited SCHED_BATCH from sysmon (sysmon_linux.go); libgomp's
+		// workers inherit this thread's policy in turn, and they should preempt like any other.
+		if err := schedNormal(); err != nil && log != nil {
+			log.Warn("engine thread keeps SCHED_BATCH", "err", err)
+		}
 		for f := range t.work {
 			f()
 		}
@@ -54,7 +61,7 @@ func (p *osThreads) do(f func() error) (err error) {
 	if n := len(p.idle); n > 0 {
 		t, p.idle = p.idle[n-1], p.idle[:n-1]
 	} else {
-		t = startOSThread()
+		t = startOSThread(p.log)
 	}
 	p.mu.Unlock()
 
