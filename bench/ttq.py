@@ -12,12 +12,17 @@ candidate is compared with comes from a short Adam run made in the same repetiti
 candidates (interleaved, same load): t_adam(k) = the probe's first step (content and style
 targets included) + (k - 1) x its median step. Every Adam step does the same work, so this is
 the long run's time without the load it happened to meet. The cached run's own elapsed_s is
-printed beside it. Where the reference has fewer than 2000 steps (--adam-steps 512:400), the
+printed beside it. Where the reference has fewer than 2000 steps (--adam-steps 1024:100), the
 targets are the losses of the steps it reached (100, 250, 400, ...) and the tables are headed by
-the last of them. --extrapolate estimates the 2000-step loss by a power law fitted to the last
-half of the curve (log loss against log step) instead, but check-extrapolation shows that fit is
-far off on this objective (on the 256 px curve of 2026-11-30: +367% fitted on steps 200-400,
-+138% on 400-800), so no figure in docs/BENCHMARKS.md uses it.
+the last of them, unless --extrapolate estimates the losses of the milestones beyond it:
+  ratio  (used for 1024 px in docs/BENCHMARKS.md) the short curve's last loss L(n) times
+         L'(k)/L'(n) of every cached full-length curve at other sizes, the smallest of those
+         ratios (the lowest, hardest target). On 2026-11-30's curves the ratio L(2000)/L(100)
+         was 0.00291 at 256 px and 0.00275 at 512 px, so each predicts the other's 2000-step
+         loss within 6% (check-extrapolation prints it).
+  power  a power law fitted to the last half of the curve (log loss against log step); far off
+         on this objective (on the 256 px curve of 2026-11-30: +367% fitted on steps 200-400,
+         +138% on 400-800), so no figure in docs/BENCHMARKS.md uses it.
 
 The candidates (--candidates, comma-separated; "+bf16", "+cl", "+norm", "+carry" add --precision
 bf16, --memory-format channels-last, --first-step norm and --first-step carry, in any combination):
@@ -221,17 +226,43 @@ def power_fit(steps, upto):
     return lambda k: math.exp(my + b * (math.log(k) - mx))
 
 
-def targets(steps, extrapolate=False):
-    """{k: (loss, extrapolated?)} for the milestones the curve reaches (and, with extrapolate,
-    2000 beyond it)."""
+def full_curves(cache, size):
+    """{px: steps} of the cached references at other sizes that ran all 2000 steps."""
     out = {}
-    fit = None
+    for name in sorted(os.listdir(cache)):
+        m = re.fullmatch(r"adam-(\d+)px-2000steps-.*\.jsonl", name)
+        if m and int(m.group(1)) != size:
+            steps = read_log(os.path.join(cache, name))
+            if len(steps) == 2000:
+                out[int(m.group(1))] = steps
+    return out
+
+
+def ratio_fit(steps, others):
+    """The ratio extrapolation (module doc): k -> (L(n) x the smallest L'(k)/L'(n), {px: ratio})."""
+    n = len(steps)
+
+    def fit(k):
+        ratios = {px: o[k - 1]["total_loss"] / o[n - 1]["total_loss"] for px, o in others.items()}
+        return steps[-1]["total_loss"] * min(ratios.values()), ratios
+    return fit
+
+
+def targets(steps, extrapolate=None, others=None):
+    """{k: (loss, how)} for the milestones: how is "" where the curve reaches k, else the
+    extrapolation (--extrapolate; ratio needs others, the full curves at other sizes)."""
+    out = {}
     for k in MILESTONES:
         if k <= len(steps):
-            out[k] = (steps[k - 1]["total_loss"], False)
-        elif k == 2000 and extrapolate:
-            fit = fit or power_fit(steps, len(steps))
-            out[k] = (fit(k), True)
+            out[k] = (steps[k - 1]["total_loss"], "")
+        elif extrapolate == "power":
+            out[k] = (power_fit(steps, len(steps))(k), "power law")
+        elif extrapolate == "ratio":
+            if not others:
+                sys.exit("ttq: --extrapolate ratio needs a cached 2000-step reference at another size")
+            loss, ratios = ratio_fit(steps, others)(k)
+            how = ", ".join(f"{px} px {r:.4g}" for px, r in sorted(ratios.items()))
+            out[k] = (loss, f"L({len(steps)}) x the smallest L({k})/L({len(steps)}) of {how}")
     return out
 
 
@@ -254,7 +285,7 @@ def run(a):
     for size in [int(s) for s in a.sizes.split(",")]:
         ref, info = reference(a, size)
         rec = {"kind": "reference", "size": size, "steps": len(ref), "elapsed_s": ref[-1]["elapsed_s"],
-               "first_s": ref[0]["elapsed_s"], "targets": {k: v for k, v in targets(ref, a.extrapolate).items()}, **info}
+               "first_s": ref[0]["elapsed_s"], "targets": targets(ref, a.extrapolate, full_curves(a.cache, size) if a.extrapolate == "ratio" else None), **info}
         raw.write(json.dumps(rec) + "\n")
         raw.flush()
         limit = per_size(a.limit, size, max(budgets))
@@ -348,7 +379,9 @@ def report(a):
         top = max(tg)  # the headline target: 2000 steps where the curve reaches them
         step_s = statistics.median(S["adam"][r][top][1] for r in reps)
         t_top = statistics.median(S["adam"][r][top][0] for r in reps)
-        ext = " (extrapolated: power law fitted to steps %d-%d)" % (ref["steps"] // 2, ref["steps"]) if tg[top][1] else ""
+        how = tg[top][1]  # True in records written before the ratio extrapolation: the power law
+        ext = "" if not how else f" (extrapolated: {how})" if isinstance(how, str) else \
+            " (extrapolated: power law fitted to steps %d-%d)" % (ref["steps"] // 2, ref["steps"])
         print(f"\n### {size} px\n")
         print(f"Reference: the seed's Adam, {ref['steps']} steps cached ({ref['start']}, load {ref['load_start']:.1f}-{ref['load_end']:.1f}: "
               f"{ref['elapsed_s']:.0f} s in that run, {ref.get('threads', '?')} thread(s)). Interleaved Adam probes: {step_s:.3f} s a step, so {top} steps take "
@@ -411,10 +444,17 @@ def bf16_check(cands):
 
 
 def check_extrapolation(a):
-    """The power-law extrapolation's error where the whole curve is known: fit to steps n/2..n of
-    the cached 2000-step curves, predict step 2000."""
-    print("\n| px | fitted on steps | predicted loss at 2000 | actual | error |")
-    print("|---|---|---|---|---|")
+    """Both extrapolations' errors where the whole curve is known: cut each cached 2000-step
+    curve at step n and predict step 2000, by the ratio of the other sizes' full curves and by
+    a power law fitted to steps n/2..n."""
+    print("\n| px | method | from steps | predicted loss at 2000 | actual | error |")
+    print("|---|---|---|---|---|---|")
+    for size, steps in sorted(full_curves(a.cache, 0).items()):
+        act = steps[1999]["total_loss"]
+        others = {px: o for px, o in full_curves(a.cache, size).items()}
+        for n in (100, 400) if others else ():
+            pred, ratios = ratio_fit(steps[:n], others)(2000)
+            print(f"| {size} | ratio ({', '.join(f'{px} px' for px in sorted(ratios))}) | 1-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
     for name in sorted(os.listdir(a.cache)):
         if not (name.startswith("adam-") and "-2000steps-" in name and name.endswith(".jsonl")):
             continue
@@ -424,7 +464,7 @@ def check_extrapolation(a):
         for n in (200, 400, 800):
             pred = power_fit(steps, n)(2000)
             act = steps[1999]["total_loss"]
-            print(f"| {name.split('-')[1]} | {n // 2}-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
+            print(f"| {name.split('-')[1].removesuffix('px')} | power law | {n // 2}-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
 
 
 def strip(a):
@@ -480,8 +520,8 @@ def main():
     ap.add_argument("--sizes", default="512")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ref-threads", type=int, default=0, help="threads of the Adam reference (default --threads)")
-    ap.add_argument("--extrapolate", action="store_true", help="a reference shorter than 2000 steps: extrapolate the 2000-step loss "
-                    "by a power law (check-extrapolation shows how far off that is: +367%% at 256 px from steps 200-400)")
+    ap.add_argument("--extrapolate", choices=["ratio", "power"], help="a reference shorter than 2000 steps: estimate the losses of "
+                    "the milestones beyond it (module doc; check-extrapolation shows how far off each is)")
     ap.add_argument("--adam-steps", default="256:2000,512:2000,1024:400", help="steps of the cached reference per size")
     ap.add_argument("--probe-steps", type=int, default=4, help="steps of each interleaved Adam probe (the first is set-up)")
     ap.add_argument("--candidates", default="lbfgs100")
