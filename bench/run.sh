@@ -13,6 +13,8 @@
 #   TTQ_SIZES [512]  TTQ_CANDIDATES [the issue's list, see ttq_candidates below]  TTQ_BUDGETS [10,30,100]
 #     TTQ_REPS [1]  TTQ_LIMIT [px:s,...: when a candidate is cancelled; default the last budget]
 #     TTQ_ADAM_STEPS [256:2000,512:2000,1024:400]  TTQ_CACHE [$NST_CACHE/bench-ttq: the seed's Adam curves]
+#     TTQ_EXTRAPOLATE [ratio; none: targets only where the reference reaches them]: a shorter
+#     reference's later milestones, from the full curves cached at other sizes (run 256,512 first)
 #     TTQ_STRIP [unset: a file for the best three schedules' images beside the seed's, at TTQ_STRIP_SIZE [512]]:
 #     time to quality (bench/ttq.py)
 #   BATCH_CONTENTS [16] BATCH_SIZE [64] BATCH_STEPS [10]; RSS_CONTENTS [100] (x 2 styles) RSS_STEPS [5]
@@ -109,7 +111,8 @@ for part in "${parts[@]}"; do
 		ttq=(--nst "$out/nst" --images "$out/img" --out "$out" --threads "${BENCH_THREADS:-2}" --budgets "${TTQ_BUDGETS:-10,30,100}"
 			${TTQ_CACHE:+--cache "$TTQ_CACHE"} ${TTQ_ADAM_STEPS:+--adam-steps "$TTQ_ADAM_STEPS"})
 		"$py" bench/ttq.py run "${ttq[@]}" --sizes "${TTQ_SIZES:-512}" --candidates "${TTQ_CANDIDATES:-$(ttq_candidates)}" \
-			--reps "${TTQ_REPS:-1}" ${TTQ_LIMIT:+--limit "$TTQ_LIMIT"}
+			--reps "${TTQ_REPS:-1}" ${TTQ_LIMIT:+--limit "$TTQ_LIMIT"} \
+			$([[ ${TTQ_EXTRAPOLATE:-ratio} == none ]] || echo --extrapolate "${TTQ_EXTRAPOLATE:-ratio}")
 		if [[ -n ${TTQ_STRIP:-} ]]; then
 			"$py" bench/ttq.py strip "${ttq[@]}" --size "${TTQ_STRIP_SIZE:-512}" --strip "$TTQ_STRIP"
 		fi

@@ -259,7 +259,9 @@ def targets(steps, extrapolate=None, others=None):
             out[k] = (power_fit(steps, len(steps))(k), "power law")
         elif extrapolate == "ratio":
             if not others:
-                sys.exit("ttq: --extrapolate ratio needs a cached 2000-step reference at another size")
+                print(f"ttq: no milestone past step {len(steps)} (--extrapolate ratio needs a cached 2000-step "
+                      "reference at another size: run those sizes first)", file=sys.stderr)
+                break
             loss, ratios = ratio_fit(steps, others)(k)
             how = ", ".join(f"{px} px {r:.4g}" for px, r in sorted(ratios.items()))
             out[k] = (loss, f"L({len(steps)}) x the smallest L({k})/L({len(steps)}) of {how}")
