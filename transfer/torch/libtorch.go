@@ -7,7 +7,9 @@ package torch
 /*
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 typedef void *tensor;
 extern char *get_and_reset_last_err();
 extern void at_set_num_threads(int n_threads);
@@ -68,23 +70,47 @@ static void nst_addc_(int div, tensor self, tensor t1, tensor t2) {
 // nst_keep_freed_memory tunes glibc's malloc for a loop that frees and reallocates the same
 // large activation buffers every step. By default glibc hands freed memory back to the kernel
 // (trims heap tops, shrinks and unmaps the per-thread arenas that serve the engine's locked OS
-// threads), so every step faults its buffers in again: ~24 000 page faults per Adam step at
-// 256 px, against ~1 400 in the seed's Python process, whose main-thread arena adapts its
-// thresholds. Keeping freed memory removes them (~600 a step): one arena for all threads (the
-// main one, whose top is trimmed only past the trim threshold), a trim threshold and top pad
-// far above a step's working set, and blocks up to glibc's 32 MiB ceiling from the heap rather
-// than mmap. The memory stays with the process, which needs its peak working set every step
-// anyway; worker recycling (--worker-max-pairs) returns it.
-static int nst_keep_freed_memory(void) {
+// threads, unmaps every block over its mmap threshold), so every step faults its buffers in
+// again: ~24 000 page faults per Adam step at 256 px, against ~1 400 in the seed's Python
+// process, and 250 000-300 000 at 512 px, where conv1's 64 MiB activations are over glibc's
+// 32 MiB ceiling for the threshold. Here: one arena for all threads (the main one), no trimming,
+// a 256 MiB top pad, and no mmap for any block, so every buffer comes from the heap and goes back
+// to it. The memory stays with the process, which needs its peak working set every step anyway;
+// worker recycling (--worker-max-pairs) returns it.
+//
+// It runs as a constructor, when the process loads and before any thread exists: set later,
+// M_ARENA_MAX cannot take back the arenas threads already made, and then the faults at 512 px
+// came back in some runs and not others (docs/BENCHMARKS.md, section 1). NST_MALLOC_DEFAULTS=1
+// keeps glibc's defaults, for comparisons.
+static int nst_malloc_tuned;
+__attribute__((constructor)) static void nst_keep_freed_memory(void) {
+	const char *d = getenv("NST_MALLOC_DEFAULTS");
+	if (d && strcmp(d, "1") == 0) return;
 	int ok = 1;
-	ok &= mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	ok &= mallopt(M_TRIM_THRESHOLD, 1 << 30);
-	ok &= mallopt(M_TOP_PAD, 256 << 20);
 	ok &= mallopt(M_ARENA_MAX, 1);
-	return ok;
+	ok &= mallopt(M_MMAP_MAX, 0);
+	ok &= mallopt(M_TRIM_THRESHOLD, -1); // -1: never trim (mallopt(3))
+	ok &= mallopt(M_TOP_PAD, 256 << 20);
+	nst_malloc_tuned = ok;
 }
+static int nst_malloc_is_tuned(void) { return nst_malloc_tuned; }
 
-static int nst_no_mmap(void) { return mallopt(M_MMAP_MAX, 0); }
+// nst_malloc_mapped is the bytes in blocks glibc's malloc has mmapped (mallinfo2's hblkhd).
+static long long nst_malloc_mapped(void) { return (long long)mallinfo2().hblkhd; }
+
+// nst_malloc_arenas counts the arenas malloc_info(3) reports.
+static int nst_malloc_arenas(void) {
+	char *buf = 0;
+	size_t n = 0;
+	FILE *f = open_memstream(&buf, &n);
+	if (!f) return -1;
+	malloc_info(0, f);
+	fclose(f);
+	int count = 0;
+	for (char *p = buf; (p = strstr(p, "<heap nr=")); p++) count++;
+	free(buf);
+	return count;
+}
 
 // nst_malloc_in_use is the bytes glibc's malloc has handed out and not had back: heap chunks in
 // use plus mmapped blocks. libtorch's CPU tensors are allocated there; Go's heap is not.
@@ -102,7 +128,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"github.com/sugarme/gotch"
@@ -138,18 +163,15 @@ func torchErr(op string, err error) error {
 	return fmt.Errorf("%s: %s", op, firstLine(err.Error()))
 }
 
-// keepFreedMemory applies nst_keep_freed_memory once per process (mallopt is process-wide). It
-// is set off with NST_MALLOC_DEFAULTS=1, for comparisons.
-var keepFreedMemory = sync.OnceValue(func() bool {
-	if os.Getenv("NST_MALLOC_DEFAULTS") == "1" {
-		return false
-	}
-	ok := C.nst_keep_freed_memory() == 1
-	if os.Getenv("NST_MALLOC_NO_MMAP") == "1" {
-		ok = ok && C.nst_no_mmap() == 1
-	}
-	return ok
-})
+// keepFreedMemory reports whether nst_keep_freed_memory tuned glibc's malloc when the process
+// started (not with NST_MALLOC_DEFAULTS=1).
+func keepFreedMemory() bool { return C.nst_malloc_is_tuned() == 1 }
+
+// mallocMapped is the bytes in blocks glibc's malloc has mmapped rather than taken from its heap.
+func mallocMapped() int64 { return int64(C.nst_malloc_mapped()) }
+
+// mallocArenas is the number of glibc malloc arenas (malloc_info), -1 if it cannot be read.
+func mallocArenas() int { return int(C.nst_malloc_arenas()) }
 
 // mallocInUse reports the bytes glibc's malloc has allocated and not had freed: what a leak
 // of libtorch tensors grows, whether or not RSS shows it (freed memory kept resident by

@@ -158,13 +158,49 @@ func BenchmarkMemory2000Steps(b *testing.B) {
 	}
 }
 
-// TestMallocTuned checks that glibc accepted every nst_keep_freed_memory setting: without them
-// each step faults its activation buffers in afresh (BenchmarkStep's faults/step).
+// TestMallocTuned checks that glibc accepted every nst_keep_freed_memory setting, and that they
+// hold on the engine's threads: without them each step faults its activation buffers in afresh
+// (BenchmarkStep's faults/step).
 func TestMallocTuned(t *testing.T) {
 	if os.Getenv("NST_MALLOC_DEFAULTS") == "1" {
 		t.Skip("NST_MALLOC_DEFAULTS=1 keeps glibc's defaults")
 	}
 	if !keepFreedMemory() {
 		t.Error("mallopt refused a setting of nst_keep_freed_memory")
+	}
+
+	// A 64 MiB tensor (conv1's activations at 512 px), made on two of the engine's threads at
+	// once: it comes from the one heap, not from mmap (which gave 250 000-300 000 page faults a
+	// step at 512 px), and no thread has an arena of its own.
+	th := &osThreads{}
+	defer th.close()
+	// Blocks that libraries' own constructors mmapped before nst_keep_freed_memory ran stay so.
+	base := mallocMapped()
+	errs := make(chan error, 2)
+	hold := make(chan struct{})
+	for range 2 {
+		go func() {
+			errs <- th.do(func() error {
+				x, err := ts.Zeros([]int64{4096, 4096}, gotch.Float, gotch.CPU)
+				if err != nil {
+					return err
+				}
+				defer x.MustDrop()
+				<-hold // both tensors alive at once
+				if m := mallocMapped() - base; m != 0 {
+					return fmt.Errorf("%d more bytes of malloc's blocks mmapped with the tensors alive, want 0", m)
+				}
+				return nil
+			})
+		}()
+	}
+	close(hold)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := mallocArenas(); n != 1 {
+		t.Errorf("malloc has %d arenas, want 1: M_ARENA_MAX was set after threads had made their own", n)
 	}
 }
