@@ -35,13 +35,18 @@ import (
 func quietSysmon() (int, error) {
 	var tid int
 	var err error
-	// sysmon is on a CPU for microseconds at a time, but a read may still catch it there.
-	for try := 0; try < 5; try++ {
+	// sysmon runs for microseconds at a time, but a read may catch it running or, on a busy
+	// machine, waiting for a CPU (/proc says "running" for both). An earlier engine of this
+	// process may already have moved it, and then it waits longer.
+	for try := 0; try < 50; try++ {
 		tid, err = findSysmon(os.DirFS("/proc/self/task"), os.Getpid())
 		if !errors.Is(err, errSysmonRunning) {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		if attr, err := unix.SchedGetAttr(tid, 0); err == nil && attr.Policy == unix.SCHED_BATCH {
+			return tid, nil
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	if err != nil {
 		return 0, err
@@ -71,7 +76,7 @@ func schedNormal() error {
 var errSysmonRunning = errors.New("the first thread is running")
 
 // findSysmon finds sysmon among the threads in task (/proc/self/task) of the process whose main
-// thread is main. runtime.main starts sysmon before any other thread, before package init, so
+// thread is main. With errSysmonRunning it returns the thread it could not check. runtime.main starts sysmon before any other thread, before package init, so
 // it is the first thread started after the main one: the smallest (start time, id). Thread ids
 // are not enough alone, since they wrap around. It is accepted only while it sleeps in
 // nanosleep (runtime.usleep, which only sysmon calls in a loop: other idle Go threads wait on
@@ -113,7 +118,7 @@ func findSysmon(task fs.FS, main int) (int, error) {
 	call := strings.Fields(string(sc))
 	switch {
 	case len(call) > 0 && call[0] == "running":
-		return 0, fmt.Errorf("thread %d: %w", first, errSysmonRunning)
+		return first, fmt.Errorf("thread %d: %w", first, errSysmonRunning)
 	case len(call) > 0 && call[0] == strconv.Itoa(unix.SYS_NANOSLEEP):
 		return first, nil
 	}

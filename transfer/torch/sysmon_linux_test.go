@@ -42,7 +42,7 @@ func TestFindSysmon(t *testing.T) {
 	}{
 		{"the first started, asleep in nanosleep", taskFS("100 5 running", "101 5 "+nanosleep, "102 5 "+futex, "103 9 "+nanosleep), 100, 101, ""},
 		{"start time before thread id (ids wrap)", taskFS("4000 5 running", "300 6 "+futex, "4001 5 "+nanosleep), 4000, 4001, ""},
-		{"the first started is on a CPU", taskFS("100 5 "+futex, "101 5 running", "102 5 "+futex), 100, 0, "is running"},
+		{"the first started is on a CPU", taskFS("100 5 "+futex, "101 5 running", "102 5 "+futex), 100, 101, "is running"},
 		{"the first started waits on a futex: not sysmon", taskFS("100 5 running", "101 5 "+futex, "102 6 "+nanosleep), 100, 0, "not taken for sysmon"},
 		{"no other thread", taskFS("100 5 running"), 100, 0, "no thread besides"},
 	} {
@@ -54,6 +54,9 @@ func TestFindSysmon(t *testing.T) {
 				}
 				if tc.wantErr == "is running" && !errors.Is(err, errSysmonRunning) {
 					t.Errorf("error %v is not errSysmonRunning, so quietSysmon would not retry", err)
+				}
+				if got != tc.want {
+					t.Errorf("findSysmon returned thread %d with the error, want %d", got, tc.want)
 				}
 				return
 			}
