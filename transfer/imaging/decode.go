@@ -227,6 +227,16 @@ func Decode(r io.Reader, lim Limits) (*image.NRGBA, Info, error) {
 		}
 		return nil, info, fmt.Errorf("read image: %w", err)
 	}
+	// The pixels need not match the header: a GIF's first frame may be smaller than its logical
+	// screen, or empty.
+	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+		if b.Dx() <= 0 || b.Dy() <= 0 {
+			return nil, info, fmt.Errorf("%w: the header says %dx%d pixels, the image holds %dx%d", ErrCorrupt, cfg.Width, cfg.Height, b.Dx(), b.Dy())
+		}
+		if err := checkSize(b.Dx(), b.Dy(), lim); err != nil {
+			return nil, info, err
+		}
+	}
 	out := orient(ToNRGBA(img), info.Orientation)
 	info.Width, info.Height = out.Rect.Dx(), out.Rect.Dy()
 	return out, info, nil
