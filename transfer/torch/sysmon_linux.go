@@ -76,11 +76,12 @@ func schedNormal() error {
 var errSysmonRunning = errors.New("the first thread is running")
 
 // findSysmon finds sysmon among the threads in task (/proc/self/task) of the process whose main
-// thread is main. With errSysmonRunning it returns the thread it could not check. runtime.main starts sysmon before any other thread, before package init, so
+// thread is main. runtime.main starts sysmon before any other thread, before package init, so
 // it is the first thread started after the main one: the smallest (start time, id). Thread ids
 // are not enough alone, since they wrap around. It is accepted only while it sleeps in
 // nanosleep (runtime.usleep, which only sysmon calls in a loop: other idle Go threads wait on
 // futexes), so a thread that a C library started before Go's runtime is never taken for it.
+// With errSysmonRunning it returns the thread it could not check.
 func findSysmon(task fs.FS, main int) (int, error) {
 	ents, err := fs.ReadDir(task, ".")
 	if err != nil {
