@@ -69,8 +69,9 @@ func TestFindSysmon(t *testing.T) {
 
 // TestQuietSysmon checks, in this test process, that the thread quietSysmon moves to
 // SCHED_BATCH is the runtime's monitor, by what only sysmon does: it wakes every 20 µs to 10 ms
-// while a goroutine runs, where Go's idle threads sleep. The caller's thread and the engine's
-// threads stay on SCHED_OTHER.
+// while a goroutine runs, where Go's idle threads sleep. It leaves the caller's thread alone
+// (whose policy may be inherited: sysmon starts threads, and an earlier test of this process
+// may have moved it), and the engine's threads run on SCHED_OTHER.
 func TestQuietSysmon(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -80,9 +81,6 @@ func TestQuietSysmon(t *testing.T) {
 	}
 	if p := policyOf(t, tid); p != unix.SCHED_BATCH {
 		t.Errorf("thread %d: policy %d, want SCHED_BATCH (%d)", tid, p, unix.SCHED_BATCH)
-	}
-	if p := policyOf(t, 0); p != unix.SCHED_NORMAL {
-		t.Errorf("the calling thread's policy is %d, want SCHED_OTHER", p)
 	}
 	if tid == unix.Gettid() || tid == os.Getpid() {
 		t.Errorf("quietSysmon took thread %d, the caller's or the main one", tid)
