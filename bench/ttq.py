@@ -226,8 +226,8 @@ def power_fit(steps, upto):
     return lambda k: math.exp(my + b * (math.log(k) - mx))
 
 
-def full_curves(cache, size):
-    """{px: steps} of the cached references at other sizes that ran all 2000 steps."""
+def full_curves(cache, size=0):
+    """{px: steps} of the cached references that ran all 2000 steps, but for size."""
     out = {}
     for name in sorted(os.listdir(cache)):
         m = re.fullmatch(r"adam-(\d+)px-2000steps-.*\.jsonl", name)
@@ -238,14 +238,11 @@ def full_curves(cache, size):
     return out
 
 
-def ratio_fit(steps, others):
-    """The ratio extrapolation (module doc): k -> (L(n) x the smallest L'(k)/L'(n), {px: ratio})."""
+def ratio_at(steps, others, k):
+    """The ratio extrapolation (module doc) of step k: (L(n) x the smallest L'(k)/L'(n), {px: ratio})."""
     n = len(steps)
-
-    def fit(k):
-        ratios = {px: o[k - 1]["total_loss"] / o[n - 1]["total_loss"] for px, o in others.items()}
-        return steps[-1]["total_loss"] * min(ratios.values()), ratios
-    return fit
+    ratios = {px: o[k - 1]["total_loss"] / o[n - 1]["total_loss"] for px, o in others.items()}
+    return steps[-1]["total_loss"] * min(ratios.values()), ratios
 
 
 def targets(steps, extrapolate=None, others=None):
@@ -262,7 +259,7 @@ def targets(steps, extrapolate=None, others=None):
                 print(f"ttq: no milestone past step {len(steps)} (--extrapolate ratio needs a cached 2000-step "
                       "reference at another size: run those sizes first)", file=sys.stderr)
                 break
-            loss, ratios = ratio_fit(steps, others)(k)
+            loss, ratios = ratio_at(steps, others, k)
             how = ", ".join(f"{px} px {r:.4g}" for px, r in sorted(ratios.items()))
             out[k] = (loss, f"L({len(steps)}) x the smallest L({k})/L({len(steps)}) of {how}")
     return out
@@ -451,22 +448,18 @@ def check_extrapolation(a):
     a power law fitted to steps n/2..n."""
     print("\n| px | method | from steps | predicted loss at 2000 | actual | error |")
     print("|---|---|---|---|---|---|")
-    for size, steps in sorted(full_curves(a.cache, 0).items()):
+    curves = full_curves(a.cache)
+    for size, steps in sorted(curves.items()):
         act = steps[1999]["total_loss"]
-        others = {px: o for px, o in full_curves(a.cache, size).items()}
+        others = {px: o for px, o in curves.items() if px != size}
         for n in (100, 400) if others else ():
-            pred, ratios = ratio_fit(steps[:n], others)(2000)
+            pred, ratios = ratio_at(steps[:n], others, 2000)
             print(f"| {size} | ratio ({', '.join(f'{px} px' for px in sorted(ratios))}) | 1-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
-    for name in sorted(os.listdir(a.cache)):
-        if not (name.startswith("adam-") and "-2000steps-" in name and name.endswith(".jsonl")):
-            continue
-        steps = read_log(os.path.join(a.cache, name))
-        if len(steps) < 2000:
-            continue
+    for size, steps in sorted(curves.items()):
+        act = steps[1999]["total_loss"]
         for n in (200, 400, 800):
             pred = power_fit(steps, n)(2000)
-            act = steps[1999]["total_loss"]
-            print(f"| {name.split('-')[1].removesuffix('px')} | power law | {n // 2}-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
+            print(f"| {size} | power law | {n // 2}-{n} | {pred:.6g} | {act:.6g} | {100 * (pred - act) / act:+.1f}% |")
 
 
 def strip(a):
